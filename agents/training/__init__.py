@@ -1,0 +1,1 @@
+"""Training-side tooling for agents (model merging and, later, fine-tuning jobs)."""
