@@ -329,7 +329,7 @@ def _check_values(
         raise MergeError(f"pcb: density must be in (0, 1], got {shared['density']}")
 
 
-def _generator(seed: int, name: str, index: int) -> torch.Generator:
+def rng_for(*, seed: int, name: str, index: int) -> torch.Generator:
     """A CPU generator that depends only on (seed, tensor, model): chunking- and device-free."""
     digest = hashlib.sha256(f"{seed}\0{name}\0{index}".encode()).digest()
     return torch.Generator(device="cpu").manual_seed(int.from_bytes(digest[:8], "little") >> 1)
@@ -382,7 +382,7 @@ def _merge_tensor(plan: MergePlan, name: str, seed: int) -> torch.Tensor:
         normalize=shared["normalize"],
         rescale=shared["rescale"],
         lambda_=shared["lambda"],
-        generators=[_generator(seed, name, i) for i, _, _ in pairs]
+        generators=[rng_for(seed=seed, name=name, index=i) for i, _, _ in pairs]
         if sparsification == "random"
         else None,
         device=dev,

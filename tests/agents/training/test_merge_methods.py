@@ -1,0 +1,258 @@
+"""Each merge method against a plain, obviously-correct reference written here.
+
+The references use full sorts, explicit loops and textbook formulas; the
+engine uses O(n) selection, chunking and in-place arithmetic. fp32 models,
+results within 1e-6.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+
+from agents.training.merge.driver import rng_for
+from agents.training.merge.methods import kth_smallest, topk_mask
+
+from .conftest import TINY, merge
+
+ATOL = 1e-6
+
+
+def layer_t(name: str) -> float:
+    m = re.search(r"layers\.(\d+)\.", name)
+    return int(m.group(1)) / (TINY.layers - 1) if m else 0.0
+
+
+def keep_top(delta: torch.Tensor, density: float) -> torch.Tensor:
+    """Keep the k largest |delta| (k = int(density * n), at least 1); stable sort for ties."""
+    flat = delta.flatten()
+    k = max(1, int(density * flat.numel()))
+    order = torch.sort(flat.abs(), descending=True, stable=True).indices
+    keep = torch.zeros_like(flat)
+    keep[order[:k]] = 1
+    return (flat * keep).reshape(delta.shape)
+
+
+def ties_mix(deltas: list[torch.Tensor], weights: list[float], normalize: bool) -> torch.Tensor:
+    """TIES: elect the sign of the summed weighted deltas, average the agreeing ones."""
+    weighted = [w * d for w, d in zip(weights, deltas, strict=True)]
+    total = sum(weighted)
+    sign = torch.where(total >= 0, 1.0, -1.0)
+    mixed = torch.zeros_like(total)
+    divisor = torch.zeros_like(total)
+    for w, wd in zip(weights, weighted, strict=True):
+        agree = torch.sign(wd) == sign
+        mixed += torch.where(agree, wd, 0.0)
+        divisor += torch.where(agree, w, 0.0)
+    divisor[divisor == 0] = 1
+    return mixed / divisor if normalize else mixed
+
+
+def gta_config(models, method: str, weights, densities, **parameters) -> dict:
+    entries = [
+        {"model": str(p), "parameters": {"weight": w, "density": d}}
+        for p, w, d in zip(models.fts, weights, densities, strict=True)
+    ]
+    cfg = {"merge_method": method, "base_model": str(models.base), "models": entries}
+    if parameters:
+        cfg["parameters"] = parameters
+    return cfg
+
+
+def assert_close(out: dict, expected: dict) -> None:
+    assert set(out) == set(expected)
+    for name, want in expected.items():
+        torch.testing.assert_close(out[name], want, atol=ATOL, rtol=0, msg=name)
+
+
+def test_linear_matches_reference_on_random_model(models):
+    weights = [0.5, 0.2, 0.3, 1.0]
+    paths = [*models.fts, models.base]
+    cfg = {
+        "merge_method": "linear",
+        "models": [
+            {"model": str(p), "parameters": {"weight": w}}
+            for p, w in zip(paths, weights, strict=True)
+        ],
+    }
+    out = merge(models, cfg)
+    expected = {
+        name: sum(w * models.tensors[p][name] for p, w in zip(paths, weights, strict=True))
+        / sum(weights)
+        for name in models.tensors[models.base]
+    }
+    assert_close(out, expected)
+
+
+def test_task_arithmetic_matches_reference_on_random_model(models):
+    weights = [0.7, -0.2, 0.4]
+    out = merge(
+        models, gta_config(models, "task_arithmetic", weights, [1, 1, 1], **{"lambda": 0.8})
+    )
+    base = models.tensors[models.base]
+    expected = {
+        name: b
+        + 0.8
+        * sum(w * (models.tensors[p][name] - b) for p, w in zip(models.fts, weights, strict=True))
+        for name, b in base.items()
+    }
+    assert_close(out, expected)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_ties_matches_reference_on_random_model(models, normalize):
+    weights, densities = [0.3, 0.3, 0.4], [0.5, 0.3, 0.7]
+    out = merge(models, gta_config(models, "ties", weights, densities, normalize=normalize))
+    base = models.tensors[models.base]
+    expected = {}
+    for name, b in base.items():
+        deltas = [
+            keep_top(models.tensors[p][name] - b, d)
+            for p, d in zip(models.fts, densities, strict=True)
+        ]
+        expected[name] = b + ties_mix(deltas, weights, normalize)
+    assert_close(out, expected)
+
+
+def dare_reference(models, name: str, seed: int, densities) -> list[torch.Tensor]:
+    """Random drop with the engine's per-(seed, tensor, model) stream, then L1 rescale."""
+    b = models.tensors[models.base][name]
+    deltas = []
+    for i, (p, density) in enumerate(zip(models.fts, densities, strict=True)):
+        d = models.tensors[p][name] - b
+        keep = torch.rand(d.shape, generator=rng_for(seed=seed, name=name, index=i)) < density
+        dropped = torch.where(keep, d, 0.0)
+        deltas.append(dropped * (d.abs().sum() / dropped.abs().sum()))
+    return deltas
+
+
+@pytest.mark.parametrize("method", ["dare_linear", "dare_ties"])
+def test_dare_matches_reference_on_random_model(models, method):
+    weights, densities = [0.5, 0.3, 0.4], [0.4, 0.6, 0.5]
+    out = merge(models, gta_config(models, method, weights, densities), seed=7)
+    expected = {}
+    for name, b in models.tensors[models.base].items():
+        deltas = dare_reference(models, name, 7, densities)
+        if method == "dare_ties":
+            mixed = ties_mix(deltas, weights, normalize=False)
+        else:
+            mixed = sum(w * d for w, d in zip(weights, deltas, strict=True))
+        expected[name] = b + mixed
+    assert_close(out, expected)
+
+
+def slerp_reference(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Textbook SLERP on the flattened tensors, in float64."""
+    x, y = a.double().flatten(), b.double().flatten()
+    cos = float(torch.dot(x / x.norm(), y / y.norm()))
+    if abs(cos) > 0.9995:
+        r = (1 - t) * x + t * y
+    else:
+        theta = math.acos(cos)
+        r = (math.sin((1 - t) * theta) * x + math.sin(t * theta) * y) / math.sin(theta)
+    return r.reshape(a.shape).float()
+
+
+def test_slerp_matches_reference_with_t_gradient_and_filters(models):
+    t_setting = [{"filter": "self_attn", "value": [0.0, 0.5, 1.0]}, {"value": 0.25}]
+    cfg = {
+        "merge_method": "slerp",
+        "base_model": str(models.base),
+        "models": [{"model": str(models.base)}, {"model": str(models.fts[0])}],
+        "parameters": {"t": t_setting},
+    }
+    out = merge(models, cfg)
+    expected = {}
+    for name, b in models.tensors[models.base].items():
+        t = layer_t(name) if "self_attn" in name else 0.25
+        expected[name] = slerp_reference(b, models.tensors[models.fts[0]][name], t)
+    assert_close(out, expected)
+    # the gradient really varies per layer: layer 0 is the base, the last layer the fine-tune
+    q0, q2 = "model.layers.0.self_attn.q_proj.weight", "model.layers.2.self_attn.q_proj.weight"
+    assert torch.equal(out[q0], models.tensors[models.base][q0])
+    torch.testing.assert_close(out[q2], models.tensors[models.fts[0]][q2], atol=ATOL, rtol=0)
+
+
+def pcb_reference(base: torch.Tensor, others: list[torch.Tensor], ratio: float) -> torch.Tensor:
+    """The PCB authors' algorithm (sort-based clamps, min-max normalisation) on one tensor."""
+
+    def normalize(x):
+        lo, hi = x.min(dim=1, keepdim=True).values, x.max(dim=1, keepdim=True).values
+        span = hi - lo
+        return (x - lo) / torch.where(span > 0, span, torch.ones_like(span))
+
+    def clamp(x, min_ratio, max_ratio):
+        d = x.size(1)
+        s = torch.sort(x, dim=1).values
+        lo = s[:, int(d * min_ratio)].unsqueeze(1)
+        hi = s[:, int(d * (1 - max_ratio) - 1)].unsqueeze(1)
+        return torch.clamp(x, lo, hi)
+
+    tv = torch.stack([(o - base).flatten() for o in others])
+    n = tv.shape[0]
+    magnitude = clamp(tv.abs(), 1e-4, 1e-4)
+    clamped = torch.sign(tv) * magnitude
+    intra = torch.exp(n * normalize(magnitude) ** 2)
+    inter = torch.tanh(tv * tv.sum(dim=0))
+    scale = normalize(clamp(intra * inter, 1 - ratio, 0))
+    merged = (clamped * scale).sum(dim=0) / torch.clamp(scale.sum(dim=0), min=1e-12)
+    return base + merged.reshape(base.shape)
+
+
+def test_pcb_matches_reference_on_random_model(models):
+    cfg = {
+        "merge_method": "pcb",
+        "base_model": str(models.base),
+        "models": [{"model": str(p)} for p in models.fts],
+        "parameters": {"density": 0.3},
+    }
+    out = merge(models, cfg)
+    expected = {
+        name: pcb_reference(b, [models.tensors[p][name] for p in models.fts], 0.3)
+        for name, b in models.tensors[models.base].items()
+    }
+    assert_close(out, expected)
+
+
+def test_layer_swap_takes_named_layers_and_tensors(models):
+    cfg = {
+        "merge_method": "layer_swap",
+        "base_model": str(models.base),
+        "models": [
+            {"model": str(models.fts[0]), "parameters": {"layers": [[0, 2]]}},
+            {
+                "model": str(models.fts[1]),
+                "parameters": {"tensors": ["lm_head.*", "model.layers.2.mlp.*"]},
+            },
+        ],
+    }
+    out = merge(models, cfg)
+    for name, got in out.items():
+        if re.match(r"model\.layers\.[01]\.", name):
+            source = models.fts[0]
+        elif name.startswith("lm_head") or name.startswith("model.layers.2.mlp."):
+            source = models.fts[1]
+        else:
+            source = models.base
+        assert torch.equal(got, models.tensors[source][name]), name
+
+
+def test_kth_smallest_is_exact_on_large_tensors():
+    gen = torch.Generator().manual_seed(3)
+    values = torch.randn(300_000, generator=gen).abs()
+    values[:1000] = values[1000]  # a block of ties
+    ordered = torch.sort(values).values
+    for rank in (1, 17, 150_000, 299_999, 300_000):
+        assert float(kth_smallest(values, rank)) == float(ordered[rank - 1])
+
+
+def test_topk_mask_keeps_exactly_k_and_breaks_ties_by_index():
+    values = torch.tensor([1.0, 3.0, 2.0, 2.0, 2.0, 0.5])
+    assert topk_mask(values, 3).tolist() == [False, True, True, True, False, False]
+    big = torch.randint(0, 5, (400_000,), generator=torch.Generator().manual_seed(1)).float()
+    mask = topk_mask(big, 123_457)
+    assert int(mask.sum()) == 123_457
+    assert float(big[mask].min()) >= float(big[~mask].max())
