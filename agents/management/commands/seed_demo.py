@@ -1,0 +1,15 @@
+from django.core.management.base import BaseCommand
+
+from agents.demo import demo_seed
+from tooltrail.services import roles_sync
+
+
+class Command(BaseCommand):
+    help = "Create the roles, built-in tools and demo agents (safe to run again)."
+
+    def handle(self, *args, **options) -> None:
+        roles_sync()
+        agents = demo_seed()
+        self.stdout.write(
+            f"Demo data ready: agents {', '.join(sorted(agents))}; roles admin, annotator, viewer."
+        )

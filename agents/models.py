@@ -1,0 +1,71 @@
+"""Agents: a model endpoint, a toolset, a system prompt and a strategy."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.urls import reverse
+
+from toolsapp.models import Toolset
+
+
+class ModelEndpoint(models.Model):
+    class Kind(models.TextChoices):
+        OPENAI = "openai", "OpenAI-compatible HTTP"
+        LOCAL = "local", "Local GGUF (llama.cpp)"
+        SCRIPTED = "scripted", "Scripted (recorded replies)"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    base_url = models.URLField(blank=True, help_text="openai: e.g. http://127.0.0.1:11434/v1")
+    model = models.CharField(
+        max_length=200, blank=True, help_text="Model name sent to the endpoint."
+    )
+    api_key_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Name of the environment variable holding the API key; the key is never stored.",
+    )
+    config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="scripted: {'script': [reply, …]}; local: {'model_path', 'n_ctx', 'max_tokens'}; "
+        "all: {'temperature', 'timeout'}.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class Agent(models.Model):
+    class Strategy(models.TextChoices):
+        FUNCTION_CALLING = "function_calling", "Function-calling loop"
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(unique=True)
+    description = models.TextField(blank=True)
+    endpoint = models.ForeignKey(ModelEndpoint, on_delete=models.PROTECT, related_name="agents")
+    toolset = models.ForeignKey(
+        Toolset, null=True, blank=True, on_delete=models.SET_NULL, related_name="agents"
+    )
+    system_prompt = models.TextField(blank=True)
+    strategy = models.CharField(
+        max_length=32, choices=Strategy.choices, default=Strategy.FUNCTION_CALLING
+    )
+    max_steps = models.PositiveIntegerField(
+        default=10, help_text="Most model turns before the run fails."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("run_agent", "Can start and cancel agent runs")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("agents:agent_detail", args=[self.slug])

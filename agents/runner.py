@@ -1,0 +1,115 @@
+"""Run one trace of an agent on this worker: the body of the Celery task.
+
+While the run lasts, a heartbeat thread stamps the trace every few seconds. If this
+process dies (SIGKILL, OOM), the stamps stop and the reaper in any live worker ends the
+trace ``failed`` with the reason; every step saved so far stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from agents.llm import ModelError, backend_for
+from agents.models import Agent
+from agents.strategies import STRATEGIES, RunCancelled
+from toolsapp.selectors import toolset_tools
+from traces.models import Step, Trace
+from traces.services import TraceError, step_record, trace_finish, trace_heartbeat, trace_start
+
+logger = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Heartbeat:
+    def __init__(self, trace_id) -> None:
+        self.trace_id = trace_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"heartbeat-{trace_id}")
+
+    def _loop(self) -> None:
+        try:
+            while not self.stop.wait(settings.TOOLTRAIL_HEARTBEAT_SECONDS):
+                try:
+                    trace_heartbeat(trace_id=self.trace_id)
+                except Exception:  # noqa: BLE001 - a missed beat is retried next time
+                    logger.exception("heartbeat for trace %s failed", self.trace_id)
+        finally:
+            connection.close()
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def trace_run(*, trace_id) -> Trace | None:
+    """Run the agent behind a queued trace to its end. Returns the finished trace, or
+    None when the trace was not queued (already run, cancelled before start)."""
+    close_old_connections()
+    try:
+        trace = trace_start(trace_id=trace_id, worker=worker_name())
+    except Trace.DoesNotExist:
+        logger.warning("trace %s does not exist; nothing to run", trace_id)
+        return None
+    except TraceError as exc:
+        logger.info("not running: %s", exc)
+        return None
+
+    def should_stop() -> bool:
+        return Trace.objects.filter(pk=trace_id, cancel_requested=True).exists()
+
+    with Heartbeat(trace_id):
+        try:
+            agent = Agent.objects.select_related("endpoint", "toolset").get(
+                pk=trace.metadata["agent_id"]
+            )
+            strategy = STRATEGIES[agent.strategy](
+                trace_id=trace_id,
+                backend=backend_for(agent.endpoint),
+                tools=toolset_tools(toolset=agent.toolset),
+                system_prompt=agent.system_prompt,
+                max_steps=agent.max_steps,
+                should_stop=should_stop,
+            )
+            outcome = strategy.run(trace.input)
+        except RunCancelled:
+            return trace_finish(
+                trace_id=trace_id, status=Trace.Status.CANCELLED, error="cancelled by a user"
+            )
+        except (Agent.DoesNotExist, KeyError):
+            return trace_finish(
+                trace_id=trace_id,
+                status=Trace.Status.FAILED,
+                error="the trace's agent no longer exists",
+            )
+        except ModelError as exc:
+            step_record(trace_id=trace_id, kind=Step.Kind.ERROR, name="model_error", error=str(exc))
+            return trace_finish(trace_id=trace_id, status=Trace.Status.FAILED, error=str(exc))
+        except Exception as exc:
+            logger.exception("run of trace %s crashed", trace_id)
+            step_record(
+                trace_id=trace_id,
+                kind=Step.Kind.ERROR,
+                name="crash",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return trace_finish(
+                trace_id=trace_id,
+                status=Trace.Status.FAILED,
+                error=f"internal error: {type(exc).__name__}: {exc}",
+            )
+        return trace_finish(
+            trace_id=trace_id, status=outcome.status, output=outcome.output, error=outcome.error
+        )

@@ -1,0 +1,47 @@
+"""Starting and cancelling agent runs."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from traces.models import Trace
+from traces.services import trace_create, trace_finish
+
+from .models import Agent
+
+
+class RunError(Exception):
+    """A run cannot be started or cancelled; the message says why."""
+
+
+def agent_run_start(*, agent: Agent, input: str, user=None) -> Trace:
+    """Create a queued trace and enqueue its run on the ``agents`` queue after commit.
+
+    If the broker cannot be reached the trace ends ``failed`` with the reason (nothing
+    stays queued forever) and RunError is raised.
+    """
+    from .tasks import agent_run_task
+
+    text = (input or "").strip()
+    if not text:
+        raise RunError("the input is empty: say what the agent should do")
+    with transaction.atomic():
+        trace = trace_create(
+            name=agent.name,
+            input=text,
+            agent_slug=agent.slug,
+            created_by=user if user is not None and user.is_authenticated else None,
+            metadata={
+                "agent_id": agent.id,
+                "endpoint": agent.endpoint.name,
+                "strategy": agent.strategy,
+            },
+        )
+    try:
+        agent_run_task.apply_async(args=[str(trace.id)], queue="agents")
+    except Exception as exc:
+        trace_finish(
+            trace_id=trace.id, status=Trace.Status.FAILED, error=f"could not enqueue the run: {exc}"
+        )
+        raise RunError(f"could not reach the task queue: {exc}") from exc
+    return trace

@@ -1,0 +1,17 @@
+"""Celery tasks: thin, they take ids and call a service."""
+
+from celery import shared_task
+
+
+@shared_task(name="agents.tasks.agent_run_task", acks_late=True, ignore_result=True)
+def agent_run_task(trace_id: str) -> None:
+    from agents.runner import trace_run
+
+    trace_run(trace_id=trace_id)
+
+
+@shared_task(name="agents.tasks.traces_reap_task", ignore_result=True)
+def traces_reap_task() -> None:
+    from traces.services import traces_reap_stale
+
+    traces_reap_stale()

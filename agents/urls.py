@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+app_name = "agents"
+
+urlpatterns = [
+    path("agents/", views.agent_list_view, name="agent_list"),
+    path("agents/<slug:slug>/", views.agent_detail_view, name="agent_detail"),
+    path("agents/<slug:slug>/run/", views.agent_run_view, name="agent_run"),
+    path("api/runs", views.api_runs, name="api_runs"),
+]

@@ -1,0 +1,213 @@
+"""Built-in Python tools: small, safe, deterministic enough to demo and test with.
+
+Each is a plain function plus the JSON Schema of its arguments; ``BUILTIN_TOOLS`` is
+what ``toolsapp.services.builtin_tools_sync`` writes to the database.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import time
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCTIONS = {
+    "sqrt": math.sqrt,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "log": math.log,
+    "exp": math.exp,
+    "abs": abs,
+    "round": round,
+    "floor": math.floor,
+    "ceil": math.ceil,
+}
+_CONSTANTS = {"pi": math.pi, "e": math.e}
+
+
+def _evaluate(node: ast.AST) -> float:
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    ):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 1000:
+            raise ValueError("exponent too large")
+        return _BINARY[type(node.op)](left, right)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_evaluate(node.operand))
+    if isinstance(node, ast.Name) and node.id in _CONSTANTS:
+        return _CONSTANTS[node.id]
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+    ):
+        return _FUNCTIONS[node.func.id](*[_evaluate(a) for a in node.args])
+    raise ValueError(f"unsupported expression element: {ast.dump(node)[:80]}")
+
+
+def calculator(expression: str) -> dict[str, Any]:
+    """Evaluate an arithmetic expression (no names but pi, e and a few math functions)."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"not an arithmetic expression: {exc.msg}") from exc
+    return {"expression": expression, "result": _evaluate(tree)}
+
+
+def clock(timezone: str = "UTC") -> dict[str, Any]:
+    """The current date and time in an IANA time zone."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {timezone!r}") from exc
+    now = datetime.now(UTC).astimezone(zone)
+    return {
+        "timezone": timezone,
+        "iso": now.isoformat(timespec="seconds"),
+        "weekday": now.strftime("%A"),
+    }
+
+
+# factor to the base unit of each dimension
+_UNITS: dict[str, tuple[str, float]] = {
+    "m": ("length", 1.0),
+    "km": ("length", 1000.0),
+    "cm": ("length", 0.01),
+    "mm": ("length", 0.001),
+    "mi": ("length", 1609.344),
+    "ft": ("length", 0.3048),
+    "in": ("length", 0.0254),
+    "kg": ("mass", 1.0),
+    "g": ("mass", 0.001),
+    "lb": ("mass", 0.45359237),
+    "oz": ("mass", 0.028349523125),
+    "l": ("volume", 1.0),
+    "ml": ("volume", 0.001),
+    "gal": ("volume", 3.785411784),
+    "s": ("time", 1.0),
+    "min": ("time", 60.0),
+    "h": ("time", 3600.0),
+    "day": ("time", 86400.0),
+}
+_TEMPERATURES = {"c", "f", "k"}
+
+
+def _to_kelvin(value: float, unit: str) -> float:
+    return {"c": value + 273.15, "f": (value - 32) * 5 / 9 + 273.15, "k": value}[unit]
+
+
+def _from_kelvin(value: float, unit: str) -> float:
+    return {"c": value - 273.15, "f": (value - 273.15) * 9 / 5 + 32, "k": value}[unit]
+
+
+def unit_convert(value: float, from_unit: str, to_unit: str) -> dict[str, Any]:
+    """Convert a quantity between units of length, mass, volume, time or temperature."""
+    src, dst = from_unit.lower(), to_unit.lower()
+    if src in _TEMPERATURES and dst in _TEMPERATURES:
+        result = _from_kelvin(_to_kelvin(value, src), dst)
+    else:
+        if src not in _UNITS or dst not in _UNITS:
+            unknown = src if src not in _UNITS else dst
+            raise ValueError(f"unknown unit {unknown!r}")
+        (dim_a, fa), (dim_b, fb) = _UNITS[src], _UNITS[dst]
+        if dim_a != dim_b:
+            raise ValueError(f"cannot convert {dim_a} ({from_unit}) to {dim_b} ({to_unit})")
+        result = value * fa / fb
+    return {"value": value, "from_unit": from_unit, "to_unit": to_unit, "result": round(result, 10)}
+
+
+def echo(text: str) -> dict[str, Any]:
+    """Return the text unchanged (handy to see how output is displayed, markup included)."""
+    return {"text": text}
+
+
+def sleep(seconds: float) -> dict[str, Any]:
+    """Wait, then answer: for demos of long tool calls and timeouts."""
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+_UNIT_NAMES = sorted(_UNITS) + sorted(_TEMPERATURES)
+
+BUILTIN_TOOLS: list[dict[str, Any]] = [
+    {
+        "name": "calculator",
+        "callable": "toolsapp.builtin:calculator",
+        "description": "Evaluate an arithmetic expression such as '(2 + 3) * sqrt(16)'.",
+        "parameters": {
+            "type": "object",
+            "properties": {"expression": {"type": "string", "minLength": 1, "maxLength": 500}},
+            "required": ["expression"],
+            "additionalProperties": False,
+        },
+    },
+    {
+        "name": "clock",
+        "callable": "toolsapp.builtin:clock",
+        "description": "The current date and time in a time zone (IANA name, e.g. Europe/Paris).",
+        "parameters": {
+            "type": "object",
+            "properties": {"timezone": {"type": "string", "default": "UTC"}},
+            "additionalProperties": False,
+        },
+    },
+    {
+        "name": "unit_convert",
+        "callable": "toolsapp.builtin:unit_convert",
+        "description": "Convert a value between units of length, mass, volume, time or temperature (c, f, k).",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "value": {"type": "number"},
+                "from_unit": {"type": "string", "enum": _UNIT_NAMES},
+                "to_unit": {"type": "string", "enum": _UNIT_NAMES},
+            },
+            "required": ["value", "from_unit", "to_unit"],
+            "additionalProperties": False,
+        },
+    },
+    {
+        "name": "echo",
+        "callable": "toolsapp.builtin:echo",
+        "description": "Return the given text unchanged.",
+        "parameters": {
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+            "additionalProperties": False,
+        },
+    },
+    {
+        "name": "sleep",
+        "callable": "toolsapp.builtin:sleep",
+        "description": "Wait the given number of seconds (at most 60), then answer.",
+        "parameters": {
+            "type": "object",
+            "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 60}},
+            "required": ["seconds"],
+            "additionalProperties": False,
+        },
+    },
+]

@@ -1,0 +1,67 @@
+"""Writes and actions on tools: syncing built-ins, and calling a tool with validation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from .builtin import BUILTIN_TOOLS
+from .executors import EXECUTORS, ToolExecutionError
+from .models import Tool, Toolset
+from .validation import arguments_check, schema_check
+
+
+@transaction.atomic
+def builtin_tools_sync() -> list[Tool]:
+    """Create or update the built-in Python tools, and the ``builtin`` toolset holding them."""
+    tools = []
+    for spec in BUILTIN_TOOLS:
+        schema_check(spec["parameters"])
+        tool, _ = Tool.objects.update_or_create(
+            name=spec["name"],
+            defaults={
+                "description": spec["description"],
+                "parameters": spec["parameters"],
+                "kind": Tool.Kind.PYTHON,
+                "config": {"callable": spec["callable"]},
+            },
+        )
+        tools.append(tool)
+    toolset, _ = Toolset.objects.get_or_create(
+        slug="builtin",
+        defaults={
+            "name": "Built-in tools",
+            "description": "Calculator, clock, units, echo, sleep.",
+        },
+    )
+    toolset.tools.add(*tools)
+    return tools
+
+
+def tool_call_check(*, tool: Tool, arguments: dict[str, Any]) -> None:
+    """Raise ToolArgumentsError if the arguments break the tool's schema."""
+    arguments_check(schema=tool.parameters, arguments=arguments)
+
+
+def tool_execute(*, tool: Tool, arguments: dict[str, Any], timeout: float | None = None) -> Any:
+    """Validate, then run one call. Returns a JSON-able result.
+
+    Raises ToolArgumentsError for bad arguments (nothing runs), ToolTimeout when the
+    tool overruns, ToolExecutionError when it fails.
+    """
+    tool_call_check(tool=tool, arguments=arguments)
+    if not tool.enabled:
+        raise ToolExecutionError(f"tool {tool.name!r} is disabled")
+    executor = EXECUTORS.get(tool.kind)
+    if executor is None:
+        raise ToolExecutionError(f"tools of kind {tool.kind!r} cannot be run yet")
+    limit = min(timeout or tool.timeout_seconds, settings.TOOLTRAIL_TOOL_TIMEOUT_SECONDS)
+    result = executor(tool, arguments, limit)
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        result = repr(result)
+    return result

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import json
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from .models import Tool
+from .selectors import tool_list
+
+
+def tool_list_view(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "toolsapp/tool_list.html",
+        {"tools": tool_list(kind=request.GET.get("kind") or None)},
+    )
+
+
+def tool_detail_view(request: HttpRequest, name: str) -> HttpResponse:
+    tool = get_object_or_404(Tool, name=name)
+    return render(
+        request,
+        "toolsapp/tool_detail.html",
+        {
+            "tool": tool,
+            "schema": json.dumps(tool.parameters, indent=2),
+            "toolsets": tool.toolsets.all(),
+        },
+    )

@@ -1,0 +1,77 @@
+"""Accounts: roles and API tokens."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+from django.utils import timezone
+
+from .models import ApiToken, token_hash
+
+TOKEN_PREFIX = "tt_"
+
+# Role → permissions (app_label.codename). Admins are superusers and also get the group.
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    "admin": ["agents.run_agent"],
+    "annotator": ["agents.run_agent"],
+    "viewer": [],
+}
+
+
+@transaction.atomic
+def roles_sync() -> None:
+    """Create the admin, annotator and viewer groups with their permissions."""
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = []
+        for dotted in perms:
+            app_label, codename = dotted.split(".")
+            wanted.extend(
+                Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+            )
+        group.permissions.set(wanted)
+
+
+def user_role(user) -> str:
+    if not user.is_authenticated:
+        return "anonymous"
+    if user.is_superuser:
+        return "admin"
+    names = set(user.groups.values_list("name", flat=True))
+    for role in ("admin", "annotator", "viewer"):
+        if role in names:
+            return role
+    return "viewer"
+
+
+def api_token_create(*, user, name: str = "default") -> tuple[ApiToken, str]:
+    """Make a token for ``user``. Returns the row and the raw token, which is not
+    stored anywhere and cannot be shown again."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user, name=name or "default", prefix=raw[:10], digest=token_hash(raw)
+    )
+    return token, raw
+
+
+def api_token_authenticate(*, raw: str):
+    """The active user a raw token belongs to, or None."""
+    if not raw or not raw.startswith(TOKEN_PREFIX):
+        return None
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(digest=token_hash(raw), revoked_at=None)
+        .first()
+    )
+    if token is None or not token.user.is_active:
+        return None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token.user
+
+
+def api_token_revoke(*, token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])

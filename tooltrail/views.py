@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from .health import health_report
+from .models import ApiToken
+from .services import api_token_create, api_token_revoke
+
+
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    report = health_report()
+    return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("traces:trace_list")
+
+
+@login_required
+def token_list(request: HttpRequest) -> HttpResponse:
+    new_token = None
+    if request.method == "POST":
+        _, new_token = api_token_create(
+            user=request.user, name=request.POST.get("name", "").strip()[:100]
+        )
+        messages.success(request, "Token created. Copy it now: it is not shown again.")
+    tokens = ApiToken.objects.filter(user=request.user)
+    return render(request, "tooltrail/tokens.html", {"tokens": tokens, "new_token": new_token})
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+    api_token_revoke(token=token)
+    messages.success(request, f"Token {token.prefix}… revoked.")
+    return redirect("token_list")

@@ -1,0 +1,155 @@
+"""Live steps over a websocket: one consumer per trace, one for the trace list.
+
+``/ws/traces/<id>/?after=N`` first sends every saved step with ``seq > N``, then each
+new step as it is committed. Steps go out strictly in order, each exactly once: the
+consumer keeps a cursor, drops anything at or below it, and fills any gap from the
+database before sending. A browser that reconnects passes its cursor as ``after``.
+
+By default messages are HTML fragments with ``hx-swap-oob`` for the htmx ws extension;
+``?format=json`` gives JSON for programs (the SDK, the latency benchmark).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from tooltrail.api import bearer_token
+from tooltrail.services import api_token_authenticate
+
+from .broadcast import TRACE_LIST_GROUP, trace_group
+from .models import Trace
+from .selectors import steps_after
+from .services import step_fragment, step_payload, trace_payload
+
+CATCH_UP_BATCH = 200
+
+
+class _AuthenticatedConsumer(AsyncWebsocketConsumer):
+    async def _user(self):
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            return user
+        headers = {k.decode().lower(): v.decode() for k, v in self.scope.get("headers", [])}
+        token = bearer_token(headers)
+        if token:
+            return await database_sync_to_async(api_token_authenticate)(raw=token)
+        return None
+
+    def _query(self) -> dict[str, str]:
+        parsed = parse_qs(self.scope.get("query_string", b"").decode())
+        return {k: v[-1] for k, v in parsed.items()}
+
+
+class TraceConsumer(_AuthenticatedConsumer):
+    async def connect(self) -> None:
+        if await self._user() is None:
+            await self.close(code=4401)
+            return
+        try:
+            self.trace_id = uuid.UUID(str(self.scope["url_route"]["kwargs"]["trace_id"]))
+        except ValueError:
+            await self.close(code=4404)
+            return
+        query = self._query()
+        self.as_json = query.get("format") == "json"
+        try:
+            self.cursor = max(0, int(query.get("after", "0") or 0))
+        except ValueError:
+            self.cursor = 0
+        if not await database_sync_to_async(Trace.objects.filter(pk=self.trace_id).exists)():
+            await self.close(code=4404)
+            return
+        self.group = trace_group(self.trace_id)
+        # Join first, then read: a step committed in between arrives twice (once from
+        # the read, once live) and the cursor drops the second; none is missed.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self._catch_up()
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def _catch_up(self, upto: int | None = None) -> None:
+        while True:
+            batch = await database_sync_to_async(self._load_batch)()
+            if not batch:
+                return
+            await self._send_steps(batch)
+            if len(batch) < CATCH_UP_BATCH or (upto is not None and self.cursor >= upto):
+                return
+
+    def _load_batch(self) -> list[tuple[int, dict, str]]:
+        steps = steps_after(trace_id=self.trace_id, after=self.cursor, limit=CATCH_UP_BATCH)
+        return [(s.seq, step_payload(s), "" if self.as_json else step_fragment(s)) for s in steps]
+
+    async def _send_steps(self, batch: list[tuple[int, dict, str]]) -> None:
+        if self.as_json:
+            await self.send(
+                text_data=json.dumps({"type": "steps", "steps": [p for _, p, _ in batch]})
+            )
+        else:
+            await self.send(text_data="".join(html for _, _, html in batch))
+        self.cursor = batch[-1][0]
+
+    async def step_created(self, event: dict) -> None:
+        seq = event["seq"]
+        if seq <= self.cursor:
+            return
+        if seq > self.cursor + 1:
+            await self._catch_up(upto=seq)
+            return
+        if self.as_json:
+            await self.send(
+                text_data=json.dumps(
+                    {
+                        "type": "step",
+                        "step": event["step"],
+                        "committed_at": event.get("committed_at"),
+                    }
+                )
+            )
+        else:
+            await self.send(text_data=event["html"])
+        self.cursor = seq
+
+    async def trace_updated(self, event: dict) -> None:
+        if self.as_json:
+            await self.send(text_data=json.dumps({"type": "trace", "trace": event["trace"]}))
+        else:
+            await self.send(text_data=event["html"])
+
+
+class TraceListConsumer(_AuthenticatedConsumer):
+    """Status changes and new traces for the trace list page."""
+
+    async def connect(self) -> None:
+        if await self._user() is None:
+            await self.close(code=4401)
+            return
+        self.as_json = self._query().get("format") == "json"
+        await self.channel_layer.group_add(TRACE_LIST_GROUP, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(TRACE_LIST_GROUP, self.channel_name)
+
+    async def _forward(self, event: dict) -> None:
+        if self.as_json:
+            await self.send(text_data=json.dumps({"type": "trace", "trace": event["trace"]}))
+        else:
+            await self.send(text_data=event["html"])
+
+    async def trace_updated(self, event: dict) -> None:
+        await self._forward(event)
+
+    async def trace_listed(self, event: dict) -> None:
+        await self._forward(event)
+
+
+__all__ = ["TraceConsumer", "TraceListConsumer", "trace_payload"]

@@ -1,0 +1,135 @@
+"""A trace is one run of an agent (ours, an SDK's or any OpenTelemetry exporter's);
+its steps are the model calls, tool calls and results, numbered 1, 2, 3… per trace.
+
+Steps are append-only: a step is written once, complete, through
+``traces.services.step_record``, and its sequence number is the cursor that the
+websocket and the fallback endpoint serve ("steps after N").
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+class Trace(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    class Source(models.TextChoices):
+        RUNNER = "runner", "Tooltrail runner"
+        SDK = "sdk", "Python SDK"
+        OTLP = "otlp", "OpenTelemetry"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, help_text="Usually the agent's name.")
+    agent_slug = models.SlugField(max_length=100, blank=True, db_index=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.RUNNER)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    input = models.TextField(blank=True)
+    output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="traces",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    step_count = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(
+        max_length=200, blank=True, help_text="Worker host and pid running it."
+    )
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} · {self.created_at:%Y-%m-%d %H:%M:%S} · {self.status}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("traces:trace_detail", args=[self.id])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        from django.utils import timezone
+
+        end = self.ended_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Step(models.Model):
+    class Kind(models.TextChoices):
+        MODEL_CALL = "model_call", "Model call"
+        TOOL_CALL = "tool_call", "Tool call"
+        TOOL_RESULT = "tool_result", "Tool result"
+        ERROR = "error", "Error"
+        FINAL = "final", "Final answer"
+
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="steps")
+    seq = models.PositiveIntegerField(help_text="1, 2, 3… within the trace; the live cursor.")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=200, blank=True)
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OK)
+    tool_call_id = models.CharField(max_length=100, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["trace", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["trace", "seq"], name="step_seq_unique_per_trace")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.kind} {self.name}"
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at and self.ended_at:
+            return (self.ended_at - self.started_at).total_seconds() * 1000
+        return None

@@ -1,0 +1,275 @@
+"""Writes of traces and steps: the single record-and-broadcast service.
+
+Every step goes through ``step_record``: save, commit, then broadcast to the trace's
+channel group. A step is durable before anyone sees it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from .broadcast import TRACE_LIST_GROUP, group_send_on_commit, trace_group
+from .models import Step, Trace
+
+
+class TraceError(Exception):
+    """A trace cannot take this change (finished, unknown parent, …)."""
+
+
+def step_payload(step: Step) -> dict[str, Any]:
+    """The JSON form of a step, as the API and JSON websocket clients get it."""
+    return {
+        "id": step.id,
+        "trace_id": str(step.trace_id),
+        "seq": step.seq,
+        "parent_seq": step.metadata.get("parent_seq"),
+        "kind": step.kind,
+        "name": step.name,
+        "status": step.status,
+        "input": step.input,
+        "output": step.output,
+        "error": step.error,
+        "tool_call_id": step.tool_call_id,
+        "started_at": step.started_at.isoformat() if step.started_at else None,
+        "ended_at": step.ended_at.isoformat() if step.ended_at else None,
+        "duration_ms": step.duration_ms,
+        "prompt_tokens": step.prompt_tokens,
+        "completion_tokens": step.completion_tokens,
+    }
+
+
+def step_fragment(step: Step) -> str:
+    """The step's tree node as the live page appends it (out-of-band swap)."""
+    return render_to_string("traces/_step_oob.html", {"step": step, "trace_id": step.trace_id})
+
+
+def trace_payload(trace: Trace) -> dict[str, Any]:
+    return {
+        "id": str(trace.id),
+        "name": trace.name,
+        "agent_slug": trace.agent_slug,
+        "status": trace.status,
+        "input": trace.input,
+        "output": trace.output,
+        "error": trace.error,
+        "created_at": trace.created_at.isoformat() if trace.created_at else None,
+        "started_at": trace.started_at.isoformat() if trace.started_at else None,
+        "ended_at": trace.ended_at.isoformat() if trace.ended_at else None,
+        "duration_seconds": trace.duration_seconds,
+        "step_count": trace.step_count,
+        "prompt_tokens": trace.prompt_tokens,
+        "completion_tokens": trace.completion_tokens,
+    }
+
+
+def _trace_broadcast(trace: Trace, *, created: bool = False) -> None:
+    """Tell the trace page and the trace list that the trace changed."""
+    message = {
+        "type": "trace.updated",
+        "trace": trace_payload(trace),
+        "html": render_to_string("traces/_trace_status_oob.html", {"trace": trace}),
+    }
+    group_send_on_commit(trace_group(trace.id), message)
+    group_send_on_commit(
+        TRACE_LIST_GROUP,
+        {
+            "type": "trace.listed" if created else "trace.updated",
+            "trace": trace_payload(trace),
+            "html": render_to_string(
+                "traces/_trace_row_oob.html", {"trace": trace, "created": created}
+            ),
+        },
+    )
+
+
+def trace_create(
+    *,
+    name: str,
+    input: str = "",
+    agent_slug: str = "",
+    source: str = Trace.Source.RUNNER,
+    created_by=None,
+    metadata: dict[str, Any] | None = None,
+) -> Trace:
+    with transaction.atomic():
+        trace = Trace.objects.create(
+            name=name,
+            input=input,
+            agent_slug=agent_slug,
+            source=source,
+            created_by=created_by,
+            metadata=metadata or {},
+        )
+        _trace_broadcast(trace, created=True)
+    return trace
+
+
+def trace_start(*, trace_id: uuid.UUID | str, worker: str = "") -> Trace:
+    """Queued → running. Raises TraceError if the trace is not queued (a redelivered
+    task for a trace that already ran, or one cancelled before it started)."""
+    with transaction.atomic():
+        trace = Trace.objects.select_for_update().get(pk=trace_id)
+        if trace.status != Trace.Status.QUEUED:
+            raise TraceError(f"trace {trace.id} is {trace.status}, not queued")
+        now = timezone.now()
+        trace.status = Trace.Status.RUNNING
+        trace.started_at = now
+        trace.heartbeat_at = now
+        trace.worker = worker
+        trace.save(update_fields=["status", "started_at", "heartbeat_at", "worker"])
+        _trace_broadcast(trace)
+    return trace
+
+
+def step_record(
+    *,
+    trace_id: uuid.UUID | str,
+    kind: str,
+    name: str = "",
+    input: Any = None,
+    output: Any = None,
+    error: str = "",
+    parent: Step | None = None,
+    tool_call_id: str = "",
+    started_at: datetime | None = None,
+    ended_at: datetime | None = None,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    metadata: dict[str, Any] | None = None,
+) -> Step:
+    """Append one complete step to a trace: save, commit, then broadcast.
+
+    The sequence number is taken under the trace's row lock, so concurrent writers
+    never share one. The trace's step count, token totals and heartbeat move with it.
+    """
+    if kind not in Step.Kind.values:
+        raise TraceError(f"unknown step kind {kind!r}")
+    status = Step.Status.ERROR if (kind == Step.Kind.ERROR or error) else Step.Status.OK
+    now = timezone.now()
+    meta = dict(metadata or {})
+    with transaction.atomic():
+        trace = (
+            Trace.objects.select_for_update().only("id", "step_count", "status").get(pk=trace_id)
+        )
+        if parent is not None:
+            if parent.trace_id != trace.id:
+                raise TraceError("a step's parent must belong to the same trace")
+            meta["parent_seq"] = parent.seq
+        seq = trace.step_count + 1
+        step = Step.objects.create(
+            trace_id=trace.id,
+            seq=seq,
+            parent=parent,
+            kind=kind,
+            name=name[:200],
+            input=input,
+            output=output,
+            error=error,
+            status=status,
+            tool_call_id=tool_call_id[:100],
+            started_at=started_at or now,
+            ended_at=ended_at or now,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            metadata=meta,
+        )
+        Trace.objects.filter(pk=trace.id).update(
+            step_count=seq,
+            prompt_tokens=F("prompt_tokens") + prompt_tokens,
+            completion_tokens=F("completion_tokens") + completion_tokens,
+            heartbeat_at=now,
+        )
+        message = {
+            "type": "step.created",
+            "seq": seq,
+            "step": step_payload(step),
+            "html": step_fragment(step),
+        }
+        # Stamped inside the on-commit callback, so it is the moment the step became
+        # durable; the latency benchmark measures from here to the browser.
+        transaction.on_commit(lambda: message.__setitem__("committed_at", time.time()))
+        group_send_on_commit(trace_group(trace.id), message)
+    return step
+
+
+def trace_heartbeat(*, trace_id: uuid.UUID | str) -> None:
+    Trace.objects.filter(pk=trace_id, status=Trace.Status.RUNNING).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+def trace_finish(
+    *,
+    trace_id: uuid.UUID | str,
+    status: str,
+    output: str = "",
+    error: str = "",
+) -> Trace:
+    """Running (or queued) → a finished status. A trace already finished keeps its
+    first ending: finishing twice is a no-op that returns it unchanged."""
+    if status not in Trace.FINISHED:
+        raise TraceError(f"{status!r} is not a finished status")
+    with transaction.atomic():
+        trace = Trace.objects.select_for_update().get(pk=trace_id)
+        if trace.is_finished:
+            return trace
+        trace.status = status
+        trace.output = output
+        trace.error = error
+        trace.ended_at = timezone.now()
+        if trace.started_at is None:
+            trace.started_at = trace.ended_at
+        trace.save(update_fields=["status", "output", "error", "ended_at", "started_at"])
+        _trace_broadcast(trace)
+    return trace
+
+
+def trace_cancel(*, trace_id: uuid.UUID | str) -> Trace:
+    """Ask a run to stop. A queued trace ends at once; a running one is flagged and its
+    worker stops before its next model or tool call."""
+    with transaction.atomic():
+        trace = Trace.objects.select_for_update().get(pk=trace_id)
+        if trace.is_finished:
+            raise TraceError(f"trace is already {trace.status}")
+        trace.cancel_requested = True
+        trace.save(update_fields=["cancel_requested"])
+    if trace.status == Trace.Status.QUEUED:
+        return trace_finish(
+            trace_id=trace.id, status=Trace.Status.CANCELLED, error="cancelled before it started"
+        )
+    return trace
+
+
+def traces_reap_stale(*, stale_after: float | None = None) -> list[Trace]:
+    """End every running trace whose worker stopped sending heartbeats (killed, lost
+    power, OOM): status failed, with the reason. Saved steps stay as they are."""
+    seconds = settings.TOOLTRAIL_STALE_AFTER_SECONDS if stale_after is None else stale_after
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    reaped = []
+    for trace_id in Trace.objects.filter(
+        status=Trace.Status.RUNNING, heartbeat_at__lt=cutoff
+    ).values_list("id", flat=True):
+        with transaction.atomic():
+            trace = Trace.objects.select_for_update().get(pk=trace_id)
+            if trace.status != Trace.Status.RUNNING or trace.heartbeat_at >= cutoff:
+                continue
+            last = trace.heartbeat_at
+            worker = trace.worker or "unknown worker"
+        reaped.append(
+            trace_finish(
+                trace_id=trace_id,
+                status=Trace.Status.FAILED,
+                error=f"worker lost: {worker} sent no heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC "
+                f"({seconds:g} s limit); the run was abandoned with {trace.step_count} saved steps",
+            )
+        )
+    return reaped

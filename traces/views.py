@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from tooltrail.api import ApiError, api_view
+
+from .models import Step, Trace
+from .selectors import step_tree, steps_after, trace_list
+from .services import TraceError, step_payload, trace_cancel, trace_payload
+
+API_PAGE = 500
+
+
+def _get_trace_for_user(request: HttpRequest, trace_id) -> Trace:
+    """Every signed-in role may read every trace; the one place to narrow that later."""
+    return get_object_or_404(Trace, pk=trace_id)
+
+
+def trace_list_view(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status") or None
+    qs = trace_list(status=status, agent_slug=request.GET.get("agent") or None)
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    template = "traces/trace_list.html"
+    if request.htmx:
+        template += "#rows"
+    return render(
+        request,
+        template,
+        {
+            "page": page,
+            "traces": page.object_list,
+            "status": status or "",
+            "statuses": Trace.Status.choices,
+        },
+    )
+
+
+def trace_detail_view(request: HttpRequest, trace_id) -> HttpResponse:
+    trace = _get_trace_for_user(request, trace_id)
+    steps = steps_after(trace_id=trace.id, after=0)
+    selected = None
+    if request.GET.get("step"):
+        selected = next((s for s in steps if str(s.seq) == request.GET["step"]), None)
+    return render(
+        request,
+        "traces/trace_detail.html",
+        {
+            "trace": trace,
+            "tree": step_tree(steps=steps),
+            "cursor": steps[-1].seq if steps else 0,
+            "selected": selected,
+            "can_run": request.user.has_perm("agents.run_agent"),
+        },
+    )
+
+
+def step_detail_view(request: HttpRequest, trace_id, seq: int) -> HttpResponse:
+    trace = _get_trace_for_user(request, trace_id)
+    step = Step.objects.filter(trace=trace, seq=seq).select_related("parent").first()
+    if step is None:
+        raise Http404("no such step")
+    if request.htmx:
+        return render(request, "traces/_step_detail.html", {"trace": trace, "selected": step})
+    return redirect(f"{trace.get_absolute_url()}?step={seq}")
+
+
+@require_POST
+def trace_cancel_view(request: HttpRequest, trace_id) -> HttpResponse:
+    trace = _get_trace_for_user(request, trace_id)
+    if not request.user.has_perm("agents.run_agent"):
+        messages.error(request, "Your role (viewer) cannot cancel runs.")
+        return redirect(trace.get_absolute_url())
+    try:
+        trace_cancel(trace_id=trace.id)
+        messages.success(request, "Cancel requested: the run stops before its next step.")
+    except TraceError as exc:
+        messages.error(request, str(exc))
+    return redirect(trace.get_absolute_url())
+
+
+# --- JSON API -------------------------------------------------------------------------
+
+
+@api_view(("GET",))
+def api_trace(request: HttpRequest, trace_id) -> JsonResponse:
+    return JsonResponse(trace_payload(_get_trace_for_user(request, trace_id)))
+
+
+@api_view(("GET",))
+def api_trace_steps(request: HttpRequest, trace_id) -> JsonResponse:
+    """``GET /api/traces/<id>/steps?after=N``: the steps after cursor N, in order, at most
+    500 per call; ``cursor`` is the value to pass next time."""
+    trace = _get_trace_for_user(request, trace_id)
+    try:
+        after = int(request.GET.get("after", "0") or 0)
+        limit = min(int(request.GET.get("limit", API_PAGE)), API_PAGE)
+    except ValueError:
+        raise ApiError("after and limit must be integers") from None
+    if after < 0 or limit < 1:
+        raise ApiError("after must be >= 0 and limit >= 1")
+    steps = steps_after(trace_id=trace.id, after=after, limit=limit)
+    return JsonResponse(
+        {
+            "trace": trace_payload(trace),
+            "steps": [step_payload(s) for s in steps],
+            "cursor": steps[-1].seq if steps else after,
+            "more": len(steps) == limit,
+        }
+    )
+
+
+@api_view(("POST",), permission="agents.run_agent")
+def api_trace_cancel(request: HttpRequest, trace_id) -> JsonResponse:
+    trace = _get_trace_for_user(request, trace_id)
+    try:
+        trace = trace_cancel(trace_id=trace.id)
+    except TraceError as exc:
+        raise ApiError(str(exc), status=409) from exc
+    return JsonResponse(trace_payload(trace), status=202)
