@@ -1,0 +1,285 @@
+"""Live traces with the real parts: a Celery worker runs the agent, Daphne serves the
+API and the websocket, Redis carries the broadcasts (the session ``stack``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+FINISHED = {"succeeded", "failed", "cancelled"}
+STEP_ID = re.compile(r'<li [^>]*id="step-(\d+)"')
+
+
+def slow_script(turns: int, *, delay_ms: int = 150) -> list[dict]:
+    """``turns`` model replies with one calculator call each, then an answer: three
+    steps a turn (model call, tool call, tool result) plus two at the end."""
+    script = [
+        {
+            "content": f"turn {n}",
+            "tool_calls": [{"name": "calculator", "arguments": {"expression": f"{n} * 2"}}],
+            "delay_ms": delay_ms,
+        }
+        for n in range(1, turns + 1)
+    ]
+    script.append({"content": "done", "delay_ms": delay_ms})
+    return script
+
+
+def steps_for(turns: int) -> int:
+    return 3 * turns + 2
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float = 30.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+
+
+@pytest.fixture
+def token(make_user) -> str:
+    from tooltrail.services import api_token_create
+
+    _, raw = api_token_create(user=make_user("runner", role="annotator"))
+    return raw
+
+
+@pytest.fixture
+def api(stack, token):
+    with httpx.Client(
+        base_url=stack.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ) as client:
+        yield client
+
+
+def start_run(api: httpx.Client, agent, text: str = "count for me") -> str:
+    response = api.post("/api/runs", json={"agent": agent.slug, "input": text})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def trace_status(api: httpx.Client, trace_id: str) -> dict:
+    response = api.get(f"/api/traces/{trace_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_finished(api: httpx.Client, trace_id: str, *, timeout: float = 30.0) -> dict:
+    return wait_until(
+        lambda: (t := trace_status(api, trace_id))["status"] in FINISHED and t,
+        timeout=timeout,
+        what=f"trace {trace_id} to finish",
+    )
+
+
+def wait_steps(api: httpx.Client, trace_id: str, at_least: int) -> int:
+    return wait_until(
+        lambda: (n := trace_status(api, trace_id)["step_count"]) >= at_least and n,
+        what=f"{at_least} steps in trace {trace_id}",
+    )
+
+
+# --- websocket client ---------------------------------------------------------------
+
+
+def ws_url(stack, trace_id: str, *, after: int, as_json: bool) -> str:
+    url = f"{stack.ws_url}/ws/traces/{trace_id}/?after={after}"
+    return url + "&format=json" if as_json else url
+
+
+def seqs_in(message: str, *, as_json: bool) -> list[int]:
+    """The step numbers one websocket message carries, in the order it carries them."""
+    if not as_json:
+        return [int(n) for n in STEP_ID.findall(message)]
+    data = json.loads(message)
+    if data["type"] == "steps":
+        return [s["seq"] for s in data["steps"]]
+    if data["type"] == "step":
+        return [data["step"]["seq"]]
+    return []
+
+
+async def receive_seqs(
+    stack,
+    token: str,
+    trace_id: str,
+    *,
+    after: int,
+    as_json: bool,
+    until: Callable[[list[int]], bool],
+    timeout: float = 30.0,
+) -> list[int]:
+    """Connect with cursor ``after`` and collect step numbers until ``until(seqs)``."""
+    seen: list[int] = []
+    async with connect(
+        ws_url(stack, trace_id, after=after, as_json=as_json),
+        origin=stack.base_url,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        open_timeout=10,
+    ) as ws:
+        async with asyncio.timeout(timeout):
+            while not until(seen):
+                seen.extend(seqs_in(await ws.recv(), as_json=as_json))
+    return seen
+
+
+# --- tests --------------------------------------------------------------------------
+
+
+def test_a_run_started_through_the_api_is_run_by_the_worker(api, scripted_agent):
+    agent = scripted_agent(slow_script(2, delay_ms=10))
+
+    trace_id = start_run(api, agent)
+    trace = wait_finished(api, trace_id)
+
+    assert trace["status"] == "succeeded", trace
+    assert trace["output"] == "done"
+    body = api.get(f"/api/traces/{trace_id}/steps", params={"after": 0}).json()
+    assert [s["seq"] for s in body["steps"]] == list(range(1, steps_for(2) + 1))
+    assert [s["kind"] for s in body["steps"][:3]] == ["model_call", "tool_call", "tool_result"]
+    assert body["steps"][-1]["kind"] == "final"
+    assert body["cursor"] == steps_for(2)
+    # The cursor endpoint serves only what comes after N.
+    tail = api.get(f"/api/traces/{trace_id}/steps", params={"after": 5}).json()
+    assert [s["seq"] for s in tail["steps"]] == list(range(6, steps_for(2) + 1))
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "html"])
+def test_a_socket_opened_mid_run_gets_every_later_step_once_in_order(
+    stack, api, token, scripted_agent, as_json
+):
+    turns = 8
+    total = steps_for(turns)
+    agent = scripted_agent(slow_script(turns), max_steps=turns + 1)
+    trace_id = start_run(api, agent)
+    after = wait_steps(api, trace_id, 4)
+    assert after < total, "the run ended before the socket connected; slow the script down"
+
+    seen = asyncio.run(
+        receive_seqs(
+            stack,
+            token,
+            trace_id,
+            after=after,
+            as_json=as_json,
+            until=lambda seqs: bool(seqs) and seqs[-1] >= total,
+        )
+    )
+
+    assert seen == list(range(after + 1, total + 1))
+    assert wait_finished(api, trace_id)["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "html"])
+def test_a_socket_that_reconnects_with_its_cursor_misses_and_repeats_nothing(
+    stack, api, token, scripted_agent, as_json
+):
+    turns = 10
+    total = steps_for(turns)
+    agent = scripted_agent(slow_script(turns), max_steps=turns + 1)
+    trace_id = start_run(api, agent)
+    wait_steps(api, trace_id, 1)
+
+    first = asyncio.run(
+        receive_seqs(
+            stack, token, trace_id, after=0, as_json=as_json, until=lambda seqs: len(seqs) >= 6
+        )
+    )
+    assert trace_status(api, trace_id)["status"] == "running", "disconnected too late"
+    # While nobody listens the run goes on; the reconnect must fill that gap.
+    wait_steps(api, trace_id, first[-1] + 3)
+    second = asyncio.run(
+        receive_seqs(
+            stack,
+            token,
+            trace_id,
+            after=first[-1],
+            as_json=as_json,
+            until=lambda seqs: bool(seqs) and seqs[-1] >= total,
+        )
+    )
+
+    assert first + second == list(range(1, total + 1))
+
+
+def test_a_socket_without_credentials_is_refused(stack, api, scripted_agent):
+    agent = scripted_agent(slow_script(1, delay_ms=0))
+    trace_id = start_run(api, agent)
+    wait_finished(api, trace_id)
+
+    async def try_anonymous() -> None:
+        async with connect(
+            ws_url(stack, trace_id, after=0, as_json=True), origin=stack.base_url
+        ) as ws:
+            await asyncio.wait_for(ws.recv(), timeout=10)
+
+    with pytest.raises((websockets.InvalidStatus, websockets.ConnectionClosed)):
+        asyncio.run(try_anonymous())
+
+
+def test_a_bad_token_is_refused_too(stack, api, scripted_agent):
+    agent = scripted_agent(slow_script(1, delay_ms=0))
+    trace_id = start_run(api, agent)
+    wait_finished(api, trace_id)
+
+    async def try_bad_token() -> None:
+        async with connect(
+            ws_url(stack, trace_id, after=0, as_json=True),
+            origin=stack.base_url,
+            additional_headers={"Authorization": "Bearer tt_not-a-real-token"},
+        ) as ws:
+            await asyncio.wait_for(ws.recv(), timeout=10)
+
+    with pytest.raises((websockets.InvalidStatus, websockets.ConnectionClosed)):
+        asyncio.run(try_bad_token())
+
+
+def test_cancel_through_the_api_stops_the_run_within_one_step(api, scripted_agent):
+    from traces.models import Step
+
+    turns = 30
+    agent = scripted_agent(slow_script(turns, delay_ms=200), max_steps=turns + 1)
+    trace_id = start_run(api, agent)
+    wait_steps(api, trace_id, 4)
+
+    from django.utils import timezone
+
+    cancelled_at = timezone.now()
+    response = api.post(f"/api/traces/{trace_id}/cancel")
+    assert response.status_code == 202, response.text
+    trace = wait_finished(api, trace_id)
+
+    assert trace["status"] == "cancelled"
+    model_calls = Step.objects.filter(trace_id=trace_id, kind=Step.Kind.MODEL_CALL)
+    # The model call in flight when the cancel came may still be recorded; no later one.
+    assert not model_calls.filter(started_at__gt=cancelled_at).exists()
+    assert model_calls.count() < turns
+    steps = list(Step.objects.filter(trace_id=trace_id).values_list("seq", flat=True))
+    assert steps == list(range(1, trace["step_count"] + 1))
+    # A second cancel of a finished run is refused, not silently accepted.
+    assert api.post(f"/api/traces/{trace_id}/cancel").status_code == 409
+
+
+def test_healthz_lists_the_live_worker(stack):
+    response = wait_until(
+        lambda: (r := httpx.get(f"{stack.base_url}/healthz", timeout=10)).status_code == 200 and r,
+        what="/healthz to answer 200",
+    )
+    report = response.json()
+    assert report["ok"] is True
+    assert report["workers"]["count"] >= 1
+    assert "agents" in report["workers"]["queues"]
+    assert any(host.startswith("test-worker-") for host in report["workers"]["hosts"])
