@@ -215,36 +215,26 @@ def test_a_socket_that_reconnects_with_its_cursor_misses_and_repeats_nothing(
     assert first + second == list(range(1, total + 1))
 
 
-def test_a_socket_without_credentials_is_refused(stack, api, scripted_agent):
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer tt_not-a-real-token"}],
+    ids=["no-credentials", "bad-token"],
+)
+def test_a_socket_without_valid_credentials_is_refused(stack, api, scripted_agent, headers):
     agent = scripted_agent(slow_script(1, delay_ms=0))
     trace_id = start_run(api, agent)
     wait_finished(api, trace_id)
 
-    async def try_anonymous() -> None:
-        async with connect(
-            ws_url(stack, trace_id, after=0, as_json=True), origin=stack.base_url
-        ) as ws:
-            await asyncio.wait_for(ws.recv(), timeout=10)
-
-    with pytest.raises((websockets.InvalidStatus, websockets.ConnectionClosed)):
-        asyncio.run(try_anonymous())
-
-
-def test_a_bad_token_is_refused_too(stack, api, scripted_agent):
-    agent = scripted_agent(slow_script(1, delay_ms=0))
-    trace_id = start_run(api, agent)
-    wait_finished(api, trace_id)
-
-    async def try_bad_token() -> None:
+    async def try_to_listen() -> None:
         async with connect(
             ws_url(stack, trace_id, after=0, as_json=True),
             origin=stack.base_url,
-            additional_headers={"Authorization": "Bearer tt_not-a-real-token"},
+            additional_headers=headers,
         ) as ws:
             await asyncio.wait_for(ws.recv(), timeout=10)
 
     with pytest.raises((websockets.InvalidStatus, websockets.ConnectionClosed)):
-        asyncio.run(try_bad_token())
+        asyncio.run(try_to_listen())
 
 
 def test_cancel_through_the_api_stops_the_run_within_one_step(api, scripted_agent):
