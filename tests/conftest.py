@@ -74,6 +74,20 @@ class Stack:
     def start_daphne(self) -> None:
         self.daphne = launcher.start_daphne(port=self.port, env=self.env, quiet=True)
 
+    @staticmethod
+    def wait_until(predicate, *, timeout: float = 30.0, what: str = ""):
+        """Poll ``predicate`` until it returns something truthy (returned), or fail after
+        ``timeout`` seconds: the other processes work at their own pace."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+
 
 @pytest.fixture(scope="session")
 def stack(django_db_setup, django_db_blocker):

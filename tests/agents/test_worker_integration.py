@@ -5,22 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable
 
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def wait_until(predicate: Callable[[], object], *, timeout: float = 30.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def test_a_run_whose_worker_is_killed_keeps_its_steps_and_ends_failed(
@@ -58,7 +46,7 @@ def test_a_run_whose_worker_is_killed_keeps_its_steps_and_ends_failed(
             Step.objects.filter(trace_id=trace.id).order_by("seq").values_list("seq", flat=True)
         )
 
-    wait_until(lambda: len(saved_seqs()) >= 5, what="the doomed worker to save some steps")
+    stack.wait_until(lambda: len(saved_seqs()) >= 5, what="the doomed worker to save some steps")
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait(timeout=10)
     before = saved_seqs()
@@ -66,7 +54,7 @@ def test_a_run_whose_worker_is_killed_keeps_its_steps_and_ends_failed(
     assert trace.status == Trace.Status.RUNNING, "the run ended before its worker was killed"
 
     # The session worker's reaper notices the missing heartbeats (4 s limit in tests).
-    wait_until(
+    stack.wait_until(
         lambda: Trace.objects.get(pk=trace.id).is_finished,
         timeout=30,
         what="the reaper to end the abandoned trace",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import Callable
 
 import httpx
@@ -39,16 +38,6 @@ def steps_for(turns: int) -> int:
     return 3 * turns + 2
 
 
-def wait_until(predicate: Callable[[], object], *, timeout: float = 30.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
-
-
 @pytest.fixture
 def token(make_user) -> str:
     from tooltrail.services import api_token_create
@@ -77,16 +66,16 @@ def trace_status(api: httpx.Client, trace_id: str) -> dict:
     return response.json()
 
 
-def wait_finished(api: httpx.Client, trace_id: str, *, timeout: float = 30.0) -> dict:
-    return wait_until(
+def wait_finished(stack, api: httpx.Client, trace_id: str, *, timeout: float = 30.0) -> dict:
+    return stack.wait_until(
         lambda: (t := trace_status(api, trace_id))["status"] in FINISHED and t,
         timeout=timeout,
         what=f"trace {trace_id} to finish",
     )
 
 
-def wait_steps(api: httpx.Client, trace_id: str, at_least: int) -> int:
-    return wait_until(
+def wait_steps(stack, api: httpx.Client, trace_id: str, at_least: int) -> int:
+    return stack.wait_until(
         lambda: (n := trace_status(api, trace_id)["step_count"]) >= at_least and n,
         what=f"{at_least} steps in trace {trace_id}",
     )
@@ -139,11 +128,11 @@ async def receive_seqs(
 # --- tests --------------------------------------------------------------------------
 
 
-def test_a_run_started_through_the_api_is_run_by_the_worker(api, scripted_agent):
+def test_a_run_started_through_the_api_is_run_by_the_worker(stack, api, scripted_agent):
     agent = scripted_agent(slow_script(2, delay_ms=10))
 
     trace_id = start_run(api, agent)
-    trace = wait_finished(api, trace_id)
+    trace = wait_finished(stack, api, trace_id)
 
     assert trace["status"] == "succeeded", trace
     assert trace["output"] == "done"
@@ -165,7 +154,7 @@ def test_a_socket_opened_mid_run_gets_every_later_step_once_in_order(
     total = steps_for(turns)
     agent = scripted_agent(slow_script(turns), max_steps=turns + 1)
     trace_id = start_run(api, agent)
-    after = wait_steps(api, trace_id, 4)
+    after = wait_steps(stack, api, trace_id, 4)
     assert after < total, "the run ended before the socket connected; slow the script down"
 
     seen = asyncio.run(
@@ -180,7 +169,7 @@ def test_a_socket_opened_mid_run_gets_every_later_step_once_in_order(
     )
 
     assert seen == list(range(after + 1, total + 1))
-    assert wait_finished(api, trace_id)["status"] == "succeeded"
+    assert wait_finished(stack, api, trace_id)["status"] == "succeeded"
 
 
 @pytest.mark.parametrize("as_json", [True, False], ids=["json", "html"])
@@ -191,7 +180,7 @@ def test_a_socket_that_reconnects_with_its_cursor_misses_and_repeats_nothing(
     total = steps_for(turns)
     agent = scripted_agent(slow_script(turns), max_steps=turns + 1)
     trace_id = start_run(api, agent)
-    wait_steps(api, trace_id, 1)
+    wait_steps(stack, api, trace_id, 1)
 
     first = asyncio.run(
         receive_seqs(
@@ -200,7 +189,7 @@ def test_a_socket_that_reconnects_with_its_cursor_misses_and_repeats_nothing(
     )
     assert trace_status(api, trace_id)["status"] == "running", "disconnected too late"
     # While nobody listens the run goes on; the reconnect must fill that gap.
-    wait_steps(api, trace_id, first[-1] + 3)
+    wait_steps(stack, api, trace_id, first[-1] + 3)
     second = asyncio.run(
         receive_seqs(
             stack,
@@ -223,7 +212,7 @@ def test_a_socket_that_reconnects_with_its_cursor_misses_and_repeats_nothing(
 def test_a_socket_without_valid_credentials_is_refused(stack, api, scripted_agent, headers):
     agent = scripted_agent(slow_script(1, delay_ms=0))
     trace_id = start_run(api, agent)
-    wait_finished(api, trace_id)
+    wait_finished(stack, api, trace_id)
 
     async def try_to_listen() -> None:
         async with connect(
@@ -237,20 +226,20 @@ def test_a_socket_without_valid_credentials_is_refused(stack, api, scripted_agen
         asyncio.run(try_to_listen())
 
 
-def test_cancel_through_the_api_stops_the_run_within_one_step(api, scripted_agent):
+def test_cancel_through_the_api_stops_the_run_within_one_step(stack, api, scripted_agent):
     from traces.models import Step
 
     turns = 30
     agent = scripted_agent(slow_script(turns, delay_ms=200), max_steps=turns + 1)
     trace_id = start_run(api, agent)
-    wait_steps(api, trace_id, 4)
+    wait_steps(stack, api, trace_id, 4)
 
     from django.utils import timezone
 
     cancelled_at = timezone.now()
     response = api.post(f"/api/traces/{trace_id}/cancel")
     assert response.status_code == 202, response.text
-    trace = wait_finished(api, trace_id)
+    trace = wait_finished(stack, api, trace_id)
 
     assert trace["status"] == "cancelled"
     model_calls = Step.objects.filter(trace_id=trace_id, kind=Step.Kind.MODEL_CALL)
@@ -264,7 +253,7 @@ def test_cancel_through_the_api_stops_the_run_within_one_step(api, scripted_agen
 
 
 def test_healthz_lists_the_live_worker(stack):
-    response = wait_until(
+    response = stack.wait_until(
         lambda: (r := httpx.get(f"{stack.base_url}/healthz", timeout=10)).status_code == 200 and r,
         what="/healthz to answer 200",
     )
