@@ -57,7 +57,7 @@ def tool_execute(*, tool: Tool, arguments: dict[str, Any], timeout: float | None
         raise ToolExecutionError(f"tool {tool.name!r} is disabled")
     executor = EXECUTORS.get(tool.kind)
     if executor is None:
-        raise ToolExecutionError(f"tools of kind {tool.kind!r} cannot be run yet")
+        raise ToolExecutionError(f"tools of kind {str(tool.kind)!r} cannot be run yet")
     limit = min(timeout or tool.timeout_seconds, settings.TOOLTRAIL_TOOL_TIMEOUT_SECONDS)
     result = executor(tool, arguments, limit)
     try:

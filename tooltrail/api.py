@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from .services import api_token_authenticate
@@ -27,7 +27,7 @@ def bearer_token(headers) -> str:
 
 def api_view(methods: tuple[str, ...] = ("GET",), permission: str | None = None) -> Callable:
     """Authenticate by ``Authorization: Bearer`` (or an existing session), check the
-    method and permission, and turn ApiError into a JSON error response."""
+    method and permission, and turn ApiError and Http404 into JSON error responses."""
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @csrf_exempt
@@ -59,6 +59,9 @@ def api_view(methods: tuple[str, ...] = ("GET",), permission: str | None = None)
                 return view(request, *args, **kwargs)
             except ApiError as exc:
                 return JsonResponse({"error": str(exc)}, status=exc.status)
+            except Http404 as exc:
+                # An API client reads JSON, never Django's HTML "not found" page.
+                return JsonResponse({"error": str(exc) or "not found"}, status=404)
 
         return wrapper
 

@@ -1,0 +1,95 @@
+"""The built-in tools the demo agents call."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolsapp.builtin import BUILTIN_TOOLS, calculator, clock, echo, unit_convert
+from toolsapp.models import Tool, Toolset
+from toolsapp.services import builtin_tools_sync
+from toolsapp.validation import schema_check
+
+
+def test_the_calculator_evaluates_arithmetic_with_functions_and_constants():
+    assert calculator("(2 + 3) * sqrt(16)")["result"] == 20
+    assert calculator("-2 ** 2 + 10 // 3 % 2")["result"] == -3
+    assert calculator("round(pi, 2)")["result"] == 3.14
+
+
+def test_the_calculator_refuses_anything_but_arithmetic():
+    with pytest.raises(ValueError, match="unsupported expression element"):
+        calculator("__import__('os').system('true')")
+    with pytest.raises(ValueError, match="unsupported expression element"):
+        calculator("'a' * 3")
+
+
+def test_the_calculator_refuses_huge_exponents():
+    with pytest.raises(ValueError, match="exponent too large"):
+        calculator("9 ** 99999")
+
+
+def test_the_calculator_reports_text_that_is_not_an_expression():
+    with pytest.raises(ValueError, match="not an arithmetic expression"):
+        calculator("2 +")
+
+
+def test_the_clock_answers_in_the_asked_time_zone():
+    answer = clock("Asia/Kolkata")
+    assert answer["timezone"] == "Asia/Kolkata"
+    assert answer["iso"].endswith("+05:30")
+    assert answer["weekday"] in {
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    }
+
+
+def test_the_clock_rejects_an_unknown_time_zone():
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
+        clock("Mars/Olympus")
+
+
+def test_unit_convert_converts_within_a_dimension():
+    assert unit_convert(5, "km", "mi")["result"] == pytest.approx(3.1068559612)
+    assert unit_convert(2, "lb", "g")["result"] == pytest.approx(907.18474)
+    assert unit_convert(1, "day", "min")["result"] == 1440
+
+
+def test_unit_convert_converts_temperatures():
+    assert unit_convert(100, "C", "F")["result"] == pytest.approx(212)
+    assert unit_convert(0, "k", "c")["result"] == pytest.approx(-273.15)
+
+
+def test_unit_convert_refuses_to_mix_dimensions():
+    with pytest.raises(ValueError, match=r"cannot convert length \(km\) to mass \(kg\)"):
+        unit_convert(1, "km", "kg")
+
+
+def test_unit_convert_names_an_unknown_unit():
+    with pytest.raises(ValueError, match="unknown unit 'parsec'"):
+        unit_convert(1, "parsec", "km")
+
+
+def test_echo_returns_markup_unchanged():
+    assert echo("<script>alert(1)</script>") == {"text": "<script>alert(1)</script>"}
+
+
+def test_every_builtin_schema_is_valid_json_schema():
+    for spec in BUILTIN_TOOLS:
+        schema_check(spec["parameters"])
+
+
+@pytest.mark.django_db
+def test_syncing_builtins_twice_keeps_one_tool_each_in_the_builtin_toolset():
+    builtin_tools_sync()
+    Tool.objects.filter(name="echo").update(description="edited by hand")
+    builtin_tools_sync()
+    names = sorted(spec["name"] for spec in BUILTIN_TOOLS)
+    assert sorted(Tool.objects.values_list("name", flat=True)) == names
+    assert Tool.objects.get(name="echo").description == "Return the given text unchanged."
+    toolset = Toolset.objects.get(slug="builtin")
+    assert sorted(toolset.tools.values_list("name", flat=True)) == names

@@ -1,0 +1,118 @@
+"""Running one tool call: validation first, then the executor, with a time limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolsapp.executors import ToolExecutionError, ToolTimeout
+from toolsapp.models import Tool
+from toolsapp.services import builtin_tools_sync, tool_execute
+from toolsapp.validation import ToolArgumentsError
+
+pytestmark = pytest.mark.django_db
+
+CALLS: list[dict] = []
+
+
+def record_call(**arguments):
+    """A real python tool target: remembers that it ran."""
+    CALLS.append(arguments)
+    return {"ran": True}
+
+
+def fail(**arguments):
+    raise RuntimeError("the disk is full")
+
+
+def answer_with_an_object(**arguments):
+    return {1, 2}
+
+
+@pytest.fixture
+def builtins():
+    return {t.name: t for t in builtin_tools_sync()}
+
+
+def python_tool(name: str, target: str, **fields) -> Tool:
+    return Tool.objects.create(
+        name=name,
+        kind=Tool.Kind.PYTHON,
+        config={"callable": target},
+        parameters=fields.pop(
+            "parameters",
+            {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+        ),
+        **fields,
+    )
+
+
+def test_it_runs_a_builtin_tool_and_returns_its_answer(builtins):
+    assert tool_execute(tool=builtins["calculator"], arguments={"expression": "6*7"}) == {
+        "expression": "6*7",
+        "result": 42,
+    }
+
+
+def test_it_rejects_arguments_that_break_the_schema_before_anything_runs():
+    CALLS.clear()
+    tool = python_tool("recorder", f"{__name__}:record_call")
+    with pytest.raises(ToolArgumentsError, match="'n' is a required property"):
+        tool_execute(tool=tool, arguments={})
+    assert CALLS == []
+    assert tool_execute(tool=tool, arguments={"n": 1}) == {"ran": True}
+    assert CALLS == [{"n": 1}]
+
+
+def test_it_reports_the_exception_a_tool_raises():
+    tool = python_tool("failing", f"{__name__}:fail")
+    with pytest.raises(ToolExecutionError, match="RuntimeError: the disk is full"):
+        tool_execute(tool=tool, arguments={"n": 1})
+
+
+def test_it_reports_a_value_error_from_a_builtin(builtins):
+    with pytest.raises(ToolExecutionError, match="ValueError: unknown time zone 'Mars/Base'"):
+        tool_execute(tool=builtins["clock"], arguments={"timezone": "Mars/Base"})
+
+
+def test_it_stops_waiting_for_a_tool_after_the_configured_limit(builtins, settings):
+    settings.TOOLTRAIL_TOOL_TIMEOUT_SECONDS = 0.2
+    with pytest.raises(ToolTimeout, match="did not answer within 0.2 s"):
+        tool_execute(tool=builtins["sleep"], arguments={"seconds": 5})
+
+
+def test_a_tools_own_shorter_limit_wins(builtins):
+    tool = builtins["sleep"]
+    tool.timeout_seconds = 0.1
+    with pytest.raises(ToolTimeout, match="within 0.1 s"):
+        tool_execute(tool=tool, arguments={"seconds": 5})
+
+
+def test_it_refuses_to_run_a_disabled_tool():
+    CALLS.clear()
+    tool = python_tool("off", f"{__name__}:record_call", enabled=False)
+    with pytest.raises(ToolExecutionError, match="tool 'off' is disabled"):
+        tool_execute(tool=tool, arguments={"n": 1})
+    assert CALLS == []
+
+
+def test_it_names_a_python_target_that_cannot_be_imported():
+    tool = python_tool("ghost", "toolsapp.nowhere:nothing")
+    with pytest.raises(ToolExecutionError, match="'toolsapp.nowhere:nothing' cannot be imported"):
+        tool_execute(tool=tool, arguments={"n": 1})
+
+
+def test_it_says_when_a_python_tool_has_no_target():
+    tool = Tool.objects.create(name="empty", kind=Tool.Kind.PYTHON, config={})
+    with pytest.raises(ToolExecutionError, match="has no config.callable"):
+        tool_execute(tool=tool, arguments={})
+
+
+def test_it_says_which_tool_kinds_cannot_run_yet():
+    tool = Tool.objects.create(name="remote", kind=Tool.Kind.MCP, config={})
+    with pytest.raises(ToolExecutionError, match="kind 'mcp' cannot be run yet"):
+        tool_execute(tool=tool, arguments={})
+
+
+def test_it_turns_an_answer_that_is_not_json_into_text():
+    tool = python_tool("setty", f"{__name__}:answer_with_an_object")
+    assert tool_execute(tool=tool, arguments={"n": 1}) == "{1, 2}"
