@@ -44,12 +44,21 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         shard_size = _size(options["shard_size"])
-        bar = tqdm(
-            unit="B", unit_scale=True, unit_divisor=1024, desc="merge", file=self.stderr, delay=0.2
-        )
+        bars: list[tqdm] = []
 
         def progress(p: MergeProgress) -> None:
-            bar.total = p.bytes_total
+            if not bars:  # created on the first report, when the total is known
+                bars.append(
+                    tqdm(
+                        total=p.bytes_total,
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1024,
+                        desc="merge",
+                        file=self.stderr,
+                    )
+                )
+            bar = bars[0]
             bar.set_postfix_str(f"{p.tensors_done}/{p.tensors_total} tensors", refresh=False)
             bar.update(p.bytes_done - bar.n)
 
@@ -66,7 +75,8 @@ class Command(BaseCommand):
         except MergeError as exc:
             raise CommandError(str(exc)) from exc
         finally:
-            bar.close()
+            for bar in bars:
+                bar.close()
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self.stdout.write(
             f"merged {result.tensors} tensors ({result.bytes_written / 1024**3:.2f} GiB) "

@@ -335,8 +335,9 @@ def rng_for(*, seed: int, name: str, index: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
-def _merge_tensor(plan: MergePlan, name: str, seed: int) -> torch.Tensor:
+def _merge_tensor(plan: MergePlan, out: OutputTensor, seed: int) -> torch.Tensor:
     config = plan.config
+    name = out.name
     rows = plan.vocab_rows.get(name)
 
     def load(path: Path) -> torch.Tensor:
@@ -358,6 +359,7 @@ def _merge_tensor(plan: MergePlan, name: str, seed: int) -> torch.Tensor:
             [p["weight"] for p in per_model],
             normalize=shared["normalize"],
             device=dev,
+            out_dtype=out.dtype,
         )
     pairs = [
         (i, e, p)
@@ -386,6 +388,7 @@ def _merge_tensor(plan: MergePlan, name: str, seed: int) -> torch.Tensor:
         if sparsification == "random"
         else None,
         device=dev,
+        out_dtype=out.dtype,
     )
 
 
@@ -441,7 +444,7 @@ def merge_run(
         for i, out in enumerate(plan.outputs):
             if cancel is not None and cancel():
                 raise MergeCancelled("merge cancelled; partial output removed")
-            merged = _merge_tensor(plan, out.name, seed)
+            merged = _merge_tensor(plan, out, seed)
             writer.write(out.name, merged)
             del merged
             for model in plan.models.values():
