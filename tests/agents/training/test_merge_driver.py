@@ -22,7 +22,9 @@ def ties_config(models, **extra) -> dict:
     return {
         "merge_method": "ties",
         "base_model": str(models.base),
-        "models": [{"model": str(p), "parameters": {"weight": 0.5, "density": 0.5}} for p in models.fts],
+        "models": [
+            {"model": str(p), "parameters": {"weight": 0.5, "density": 0.5}} for p in models.fts
+        ],
         **extra,
     }
 
@@ -34,7 +36,9 @@ def dare_config(models) -> dict:
 
 
 def run(models, data: dict, out: str = "out", **kwargs):
-    return merge_run(config=config_load(path=models.config(data)), output_dir=models.root / out, **kwargs)
+    return merge_run(
+        config=config_load(path=models.config(data)), output_dir=models.root / out, **kwargs
+    )
 
 
 def leftovers(models) -> list[str]:
@@ -77,7 +81,9 @@ def test_same_config_and_seed_give_bit_identical_files(models):
 
 
 def test_output_dtype_defaults_to_the_inputs_and_out_dtype_wins(models):
-    assert {t.dtype for t in merge(models, ties_config(models), out="a").values()} == {torch.float32}
+    assert {t.dtype for t in merge(models, ties_config(models), out="a").values()} == {
+        torch.float32
+    }
     cfg = ties_config(models, dtype="bfloat16", out_dtype="float16")
     assert {t.dtype for t in merge(models, cfg, out="b").values()} == {torch.float16}
 
@@ -137,7 +143,9 @@ def test_it_names_a_missing_config_json(models):
 
 def test_it_refuses_different_architectures(models):
     path = models.fts[2] / "config.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "architectures": ["MistralForCausalLM"]}))
+    path.write_text(
+        json.dumps({**json.loads(path.read_text()), "architectures": ["MistralForCausalLM"]})
+    )
     with pytest.raises(MergeError, match="architectures differ: .*MistralForCausalLM"):
         run(models, ties_config(models))
 
@@ -154,7 +162,10 @@ def test_it_names_the_first_tensor_name_that_differs(models):
         t["model.layers.1.mlp.up_proj.weight_renamed"] = t.pop("model.layers.1.mlp.up_proj.weight")
 
     rewrite(models, models.fts[1], rename)
-    with pytest.raises(MergeError, match=r"tensor names differ: model\.layers\.1\.mlp\.up_proj\.weight is in .*base but not in .*ft2"):
+    with pytest.raises(
+        MergeError,
+        match=r"tensor names differ: model\.layers\.1\.mlp\.up_proj\.weight is in .*base but not in .*ft2",
+    ):
         run(models, ties_config(models))
 
 
@@ -163,7 +174,9 @@ def test_it_refuses_different_shapes(models):
         t["model.layers.0.mlp.down_proj.weight"] = torch.zeros(16, 25)
 
     rewrite(models, models.fts[0], reshape)
-    with pytest.raises(MergeError, match=r"shapes differ for model\.layers\.0\.mlp\.down_proj\.weight"):
+    with pytest.raises(
+        MergeError, match=r"shapes differ for model\.layers\.0\.mlp\.down_proj\.weight"
+    ):
         run(models, ties_config(models))
 
 
@@ -173,7 +186,9 @@ def test_vocab_mismatch_is_refused_unless_configured(models):
             t[name] = torch.cat([t[name], torch.ones(2, TINY.hidden)])
 
     rewrite(models, models.fts[0], grow)
-    with pytest.raises(MergeError, match=r"vocab size mismatch on model\.embed_tokens\.weight: .* 32 rows, .* 34"):
+    with pytest.raises(
+        MergeError, match=r"vocab size mismatch on model\.embed_tokens\.weight: .* 32 rows, .* 34"
+    ):
         run(models, ties_config(models))
     merged = merge(models, ties_config(models, allow_vocab_mismatch=True))
     assert merged["lm_head.weight"].shape == (TINY.vocab, TINY.hidden)
@@ -231,9 +246,15 @@ def test_parameters_take_gradients_and_filters_per_tensor(models):
     }
     merged = merge(models, cfg)
     base, ft = models.tensors[models.base], models.tensors[models.fts[0]]
-    torch.testing.assert_close(merged["model.layers.0.mlp.up_proj.weight"], base["model.layers.0.mlp.up_proj.weight"])
-    torch.testing.assert_close(merged["model.layers.2.mlp.up_proj.weight"], ft["model.layers.2.mlp.up_proj.weight"])
-    mid = 0.5 * (base["model.layers.1.mlp.up_proj.weight"] + ft["model.layers.1.mlp.up_proj.weight"])
+    torch.testing.assert_close(
+        merged["model.layers.0.mlp.up_proj.weight"], base["model.layers.0.mlp.up_proj.weight"]
+    )
+    torch.testing.assert_close(
+        merged["model.layers.2.mlp.up_proj.weight"], ft["model.layers.2.mlp.up_proj.weight"]
+    )
+    mid = 0.5 * (
+        base["model.layers.1.mlp.up_proj.weight"] + ft["model.layers.1.mlp.up_proj.weight"]
+    )
     torch.testing.assert_close(merged["model.layers.1.mlp.up_proj.weight"], mid)
     torch.testing.assert_close(merged["lm_head.weight"], base["lm_head.weight"])
 
