@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
 
 from tooltrail.api import bearer_token
 from tooltrail.services import api_token_authenticate
@@ -70,6 +71,7 @@ class TraceConsumer(_AuthenticatedConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self._catch_up()
+        await self._send_trace_state()
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
@@ -83,6 +85,17 @@ class TraceConsumer(_AuthenticatedConsumer):
             await self._send_steps(batch)
             if len(batch) < CATCH_UP_BATCH or (upto is not None and self.cursor >= upto):
                 return
+
+    async def _send_trace_state(self) -> None:
+        """The trace's status as it is now. Status changes are broadcast once, so a socket
+        that was away when the run ended would otherwise show "running" for ever."""
+        await self.send(text_data=await database_sync_to_async(self._render_trace_state)())
+
+    def _render_trace_state(self) -> str:
+        trace = Trace.objects.get(pk=self.trace_id)
+        if self.as_json:
+            return json.dumps({"type": "trace", "trace": trace_payload(trace)})
+        return render_to_string("traces/_trace_status_oob.html", {"trace": trace})
 
     def _load_batch(self) -> list[tuple[int, dict, str]]:
         steps = steps_after(trace_id=self.trace_id, after=self.cursor, limit=CATCH_UP_BATCH)

@@ -262,3 +262,30 @@ def test_healthz_lists_the_live_worker(stack):
     assert report["workers"]["count"] >= 1
     assert "agents" in report["workers"]["queues"]
     assert any(host.startswith("test-worker-") for host in report["workers"]["hosts"])
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "html"])
+def test_a_socket_that_reconnects_after_the_run_ended_learns_how_it_ended(
+    stack, api, token, scripted_agent, as_json
+):
+    # A browser cut off while the run finished missed the "succeeded" broadcast; its
+    # reconnect must not leave the badge at "running".
+    agent = scripted_agent(slow_script(1, delay_ms=0))
+    trace_id = start_run(api, agent)
+    wait_finished(stack, api, trace_id)
+
+    async def reconnect() -> str:
+        async with connect(
+            ws_url(stack, trace_id, after=steps_for(1), as_json=as_json),
+            origin=stack.base_url,
+            additional_headers={"Authorization": f"Bearer {token}"},
+        ) as ws:
+            return await asyncio.wait_for(ws.recv(), timeout=10)
+
+    message = asyncio.run(reconnect())
+
+    if as_json:
+        assert json.loads(message)["trace"]["status"] == "succeeded"
+    else:
+        assert 'id="trace-status"' in message
+        assert 'data-status="succeeded"' in message
