@@ -118,9 +118,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
-    # Tests share the database with real worker and server processes, so the test
-    # database is a file, never SQLite's private in-memory database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_tooltrail.sqlite3")}
+
+# Tests share the database with real worker and server processes (they are given its
+# name explicitly), so on SQLite it is a file, never the private in-memory database;
+# the pid keeps two test sessions on one machine apart.
+_test_db = f"test_tooltrail_{os.getpid()}"
+DATABASES["default"]["TEST"] = {
+    "NAME": str(VAR_DIR / f"{_test_db}.sqlite3")
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    else _test_db
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
