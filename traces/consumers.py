@@ -28,6 +28,7 @@ from .selectors import steps_after
 from .services import step_fragment, step_payload, trace_payload
 
 CATCH_UP_BATCH = 200
+LIVE_EVENTS = {"step.created": "step_created", "trace.updated": "trace_updated"}
 
 
 class _AuthenticatedConsumer(AsyncWebsocketConsumer):
@@ -73,6 +74,15 @@ class TraceConsumer(_AuthenticatedConsumer):
         await self._catch_up()
         await self._send_trace_state()
 
+    async def dispatch(self, message: dict) -> None:
+        # Channels closes stale database connections before every handler, a thread hop
+        # per message per socket. Live events touch the database only through
+        # database_sync_to_async (a gap to fill), which does that clean-up itself.
+        if message["type"] in LIVE_EVENTS:
+            await getattr(self, LIVE_EVENTS[message["type"]])(message)
+        else:
+            await super().dispatch(message)
+
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
@@ -117,18 +127,7 @@ class TraceConsumer(_AuthenticatedConsumer):
         if seq > self.cursor + 1:
             await self._catch_up(upto=seq)
             return
-        if self.as_json:
-            await self.send(
-                text_data=json.dumps(
-                    {
-                        "type": "step",
-                        "step": event["step"],
-                        "committed_at": event.get("committed_at"),
-                    }
-                )
-            )
-        else:
-            await self.send(text_data=event["html"])
+        await self.send(text_data=event["json"] if self.as_json else event["html"])
         self.cursor = seq
 
     async def trace_updated(self, event: dict) -> None:

@@ -6,6 +6,7 @@ channel group. A step is durable before anyone sees it.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -188,15 +189,21 @@ def step_record(
             completion_tokens=F("completion_tokens") + completion_tokens,
             heartbeat_at=now,
         )
-        message = {
-            "type": "step.created",
-            "seq": seq,
-            "step": step_payload(step),
-            "html": step_fragment(step),
-        }
-        # Stamped inside the on-commit callback, so it is the moment the step became
-        # durable; the latency benchmark measures from here to the browser.
-        transaction.on_commit(lambda: message.__setitem__("committed_at", time.time()))
+        payload = step_payload(step)
+        # Both forms are finished text: every listening socket sends them as they are,
+        # rather than each decoding a nested payload and encoding its own JSON.
+        message = {"type": "step.created", "seq": seq, "html": step_fragment(step)}
+
+        def stamp() -> None:
+            # Stamped inside the on-commit callback, so it is the moment the step became
+            # durable; the latency benchmark measures from here to the browser.
+            message["committed_at"] = time.time()
+            message["json"] = json.dumps(
+                {"type": "step", "step": payload, "committed_at": message["committed_at"]},
+                default=str,
+            )
+
+        transaction.on_commit(stamp)
         group_send_on_commit(trace_group(trace.id), message)
     return step
 
