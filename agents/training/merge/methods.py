@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
-# Elementwise phases run over flat chunks so their temporaries stay small.
-CHUNK_ELEMENTS = 1 << 17
+# Elementwise phases run over flat chunks that stay in cache (measured best at
+# 128K-256K elements on CPU; larger chunks also mean fewer thread hand-offs).
+CHUNK_ELEMENTS = 1 << 18
 # Sample size used to bracket a quantile before the exact selection.
 _SAMPLE = 1 << 16
 _DIRECT_SELECT = 1 << 18
