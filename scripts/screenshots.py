@@ -28,13 +28,17 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp")
     parser.add_argument("--step", default="8", help="step selected on the trace page")
     parser.add_argument("--trace", default="", help="trace path (default: newest in the list)")
+    parser.add_argument("--dark", action="store_true", help="prefers-color-scheme: dark")
     opts = parser.parse_args()
     out = Path(opts.out)
     base = opts.base.rstrip("/")
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page = browser.new_page(
+            viewport={"width": 1440, "height": 900},
+            color_scheme="dark" if opts.dark else "light",
+        )
 
         page.goto(f"{base}/accounts/login/")
         page.screenshot(path=str(out / "shot-login.png"))
