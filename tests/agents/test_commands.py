@@ -1,0 +1,122 @@
+"""Management commands a person types: tokens, runs, demo data, the first admin."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from agents.models import Agent, ModelEndpoint
+from toolsapp.models import Tool, Toolset
+from traces.models import Trace
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_create_api_token_prints_a_token_that_works(client, make_user, demo_agents):
+    make_user("ci-bot", "annotator")
+    raw = run("create_api_token", "--user", "ci-bot").strip()
+    assert raw.startswith("tt_")
+    response = client.post(
+        "/api/runs",
+        data={"agent": "demo", "input": "What is 2+2?"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+    )
+    assert response.status_code == 201
+    assert Trace.objects.get().created_by.username == "ci-bot"
+
+
+def test_create_api_token_names_an_unknown_user():
+    with pytest.raises(CommandError, match="no user named 'ghost'"):
+        run("create_api_token", "--user", "ghost")
+
+
+def test_run_agent_with_an_unknown_slug_lists_the_agents(demo_agents):
+    with pytest.raises(CommandError, match="no agent 'nope'; agents: demo, local"):
+        run("run_agent", "--agent", "nope", "--input", "hi")
+    assert not Trace.objects.exists()
+
+
+def test_run_agent_queues_a_run_and_prints_where_to_watch_it(demo_agents, monkeypatch):
+    monkeypatch.setenv("TOOLTRAIL_BASE_URL", "http://tooltrail.example/")
+    out = run("run_agent", "--agent", "demo", "--input", "What is 2+2?")
+    trace = Trace.objects.get()
+    assert trace.status == Trace.Status.QUEUED
+    assert trace.input == "What is 2+2?"
+    assert out.splitlines() == [f"trace {trace.id}", f"http://tooltrail.example/traces/{trace.id}/"]
+
+
+def test_run_agent_refuses_an_empty_input(demo_agents):
+    with pytest.raises(CommandError, match="the input is empty"):
+        run("run_agent", "--agent", "demo", "--input", " ")
+    assert not Trace.objects.exists()
+
+
+def test_seed_demo_can_run_again_without_duplicating_anything():
+    first = run("seed_demo")
+    counts = (
+        Agent.objects.count(),
+        ModelEndpoint.objects.count(),
+        Tool.objects.count(),
+        Toolset.objects.count(),
+    )
+    Agent.objects.filter(slug="demo").update(max_steps=1)
+    second = run("seed_demo")
+    assert (
+        first
+        == second
+        == ("Demo data ready: agents demo, local; roles admin, annotator, viewer.\n")
+    )
+    assert (
+        counts
+        == (
+            Agent.objects.count(),
+            ModelEndpoint.objects.count(),
+            Tool.objects.count(),
+            Toolset.objects.count(),
+        )
+        == (2, 2, 5, 1)
+    )
+    assert Agent.objects.get(slug="demo").max_steps == 8
+    assert Agent.objects.get(slug="local").endpoint.kind == ModelEndpoint.Kind.LOCAL
+
+
+def test_ensure_admin_takes_the_password_from_the_environment(client, monkeypatch):
+    monkeypatch.setenv("TOOLTRAIL_ADMIN_PASSWORD", "correct-horse-battery")
+    out = run("ensure_admin")
+    assert out.strip() == "Admin login: admin (password from TOOLTRAIL_ADMIN_PASSWORD)"
+    assert "correct-horse-battery" not in out
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.is_staff
+    assert admin.groups.filter(name="admin").exists()
+    assert client.login(username="admin", password="correct-horse-battery")
+
+
+def test_ensure_admin_leaves_an_existing_admin_alone(client, monkeypatch):
+    monkeypatch.setenv("TOOLTRAIL_ADMIN_PASSWORD", "first-password-1")
+    run("ensure_admin")
+    monkeypatch.setenv("TOOLTRAIL_ADMIN_PASSWORD", "second-password-2")
+    out = run("ensure_admin")
+    assert out.strip() == "Admin login: admin (already exists; password unchanged)"
+    assert client.login(username="admin", password="first-password-1")
+    assert get_user_model().objects.count() == 1
+
+
+def test_ensure_admin_without_a_password_prints_a_generated_one_once(client, monkeypatch):
+    monkeypatch.delenv("TOOLTRAIL_ADMIN_PASSWORD", raising=False)
+    out = run("ensure_admin", "--username", "boss")
+    password = re.fullmatch(
+        r"Admin login: boss / (\S+)   \(shown once; change it in /admin/\)\n", out
+    )
+    assert password, out
+    assert client.login(username="boss", password=password.group(1))

