@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -37,6 +38,12 @@ sys.path.insert(0, str(REPO))
 from tooltrail import launcher  # noqa: E402
 
 FINISHED = {"succeeded", "failed", "cancelled"}
+# A live step as traces.services encodes it: {"type": "step", "step": {"id": …, "trace_id":
+# …, "seq": N, …}, "committed_at": T}.
+LIVE_STEP = re.compile(
+    r'\{"type": "step", "step": \{"id": \d+, "trace_id": "[0-9a-f-]+", "seq": (\d+)'
+)
+COMMITTED_AT = re.compile(r'"committed_at": ([0-9.e+-]+)\}$')
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -133,9 +140,17 @@ def enqueue(trace_id: str) -> None:
 
 
 async def ws_client(
-    url: str, *, origin: str, token: str, ready: asyncio.Event, out: list, commits: dict
+    url: str,
+    *,
+    origin: str,
+    token: str,
+    ready: asyncio.Event,
+    out: list,
+    commits: dict,
+    sizes: list | None = None,
 ) -> None:
-    """Collect (latency, seq) for each live step until the trace finishes."""
+    """Collect the latency of each live step until the trace finishes."""
+    sizes = [] if sizes is None else sizes
     from websockets.asyncio.client import connect
 
     async with connect(
@@ -148,11 +163,19 @@ async def ws_client(
         ready.set()
         async for raw in ws:
             now = time.time()
+            step = LIVE_STEP.match(raw)
+            stamp = step and COMMITTED_AT.search(raw, max(0, len(raw) - 64))
+            if stamp:
+                # Only the two fields we need: 20 clients share one Python process and
+                # one of two cores with the server, so decoding every step's full input
+                # (the whole conversation so far) would measure this harness, not Daphne.
+                committed_at = float(stamp.group(1))
+                out.append(now - committed_at)
+                commits[int(step.group(1))] = committed_at
+                sizes.append(len(raw))
+                continue
             data = json.loads(raw)
-            if data["type"] == "step" and data.get("committed_at"):
-                out.append(now - data["committed_at"])
-                commits[data["step"]["seq"]] = data["committed_at"]
-            elif data["type"] == "steps":
+            if data["type"] == "steps":
                 for step in data["steps"]:  # catch-up: not live, not measured
                     commits.setdefault(step["seq"], None)
             elif data["type"] == "trace" and data["trace"]["status"] in FINISHED:
@@ -190,6 +213,7 @@ async def websocket_run(stack: dict, *, clients: int, agent, token: str) -> tupl
     url = f"{stack['ws']}/ws/traces/{trace_id}/?after=0&format=json"
     latencies: list[list[float]] = [[] for _ in range(clients)]
     commits: dict[int, float] = {}
+    sizes: list[int] = []
     readies = [asyncio.Event() for _ in range(clients)]
     tasks = [
         asyncio.create_task(
@@ -200,6 +224,7 @@ async def websocket_run(stack: dict, *, clients: int, agent, token: str) -> tupl
                 ready=readies[i],
                 out=latencies[i],
                 commits=commits,
+                sizes=sizes if i == 0 else None,
             )
         )
         for i in range(clients)
@@ -207,6 +232,12 @@ async def websocket_run(stack: dict, *, clients: int, agent, token: str) -> tupl
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=30)
     await asyncio.to_thread(enqueue, trace_id)
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=300)
+    if sizes:
+        print(
+            f"step messages: mean {statistics.fmean(sizes) / 1024:.1f} KiB, "
+            f"largest {max(sizes) / 1024:.1f} KiB",
+            flush=True,
+        )
     return latencies, commits
 
 
@@ -324,8 +355,9 @@ def main() -> int:
             turns = max(1, round(args.rate * args.seconds / steps_per_turn))
             delay_ms = args.delay_ms
             if delay_ms is None:
-                # Calibrate: a short run with no model delay gives the cost of a turn.
-                probe = make_agent(turns=30, delay_ms=0)
+                # Calibrate: the same run with no model delay gives the cost of a turn
+                # (it grows with the conversation, so a short probe would underrate it).
+                probe = make_agent(turns=turns, delay_ms=0)
                 _, commits = asyncio.run(websocket_run(stack, clients=1, agent=probe, token=token))
                 _, probe_rate, _ = rate_of(commits)
                 turn_ms = steps_per_turn * 1000 / probe_rate if probe_rate else 0
