@@ -28,6 +28,7 @@ import yaml
 from . import methods
 from .config import (
     DTYPE_NAMES,
+    REQUIRED,
     MergeConfig,
     ModelEntry,
     gradient_t,
@@ -371,7 +372,12 @@ def _merge_tensor(plan: MergePlan, out: OutputTensor, seed: int) -> torch.Tensor
         return methods.slerp(base_x, others[0], shared["t"], device=dev)
     if method == "pcb":
         return methods.pcb(
-            base_x, others, density=shared["density"], lambda_=shared["lambda"], device=dev
+            base_x,
+            others,
+            density=shared["density"],
+            lambda_=shared["lambda"],
+            device=dev,
+            out_dtype=out.dtype,
         )
     sparsification, consensus = _GTA[method]
     return methods.generalized_task_arithmetic(
@@ -407,7 +413,15 @@ def _write_metadata(plan: MergePlan, directory: Path, *, seed: int, device: str)
         if src.is_file():
             shutil.copyfile(src, directory / fname)
     record = dict(plan.config.source)
-    record["tooltrail"] = {"seed": seed, "device": device, "engine": "agents.training.merge"}
+    method = plan.config.method
+    record["tooltrail"] = {
+        "engine": "agents.training.merge",
+        "seed": seed,
+        "device": device,
+        "defaults": {k: v for k, v in method.shared.items() if v is not REQUIRED},
+        "output_dtypes": sorted({DTYPE_NAMES.get(o.dtype, str(o.dtype)) for o in plan.outputs}),
+        "tensors": len(plan.outputs),
+    }
     (directory / "merge_config.yml").write_text(yaml.safe_dump(record, sort_keys=False))
 
 

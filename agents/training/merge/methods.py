@@ -9,7 +9,7 @@ see docs/merge.md for the few deliberate differences.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -19,65 +19,6 @@ CHUNK_ELEMENTS = 1 << 18
 # Sample size used to bracket a quantile before the exact selection.
 _SAMPLE = 1 << 16
 _DIRECT_SELECT = 1 << 18
-
-
-def _f32(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A private fp32 copy on ``device`` (never an alias of the input)."""
-    if x.dtype == torch.float32 and x.device == device:
-        return x.clone()
-    return x.to(device=device, dtype=torch.float32)
-
-
-def kth_smallest(values: torch.Tensor, rank: int) -> torch.Tensor:
-    """Exact ``rank``-th smallest (1-based) element of a 1-D tensor, in O(n).
-
-    A fixed pseudo-random sample brackets the answer; only the elements inside
-    the bracket go to ``kthvalue``. If the bracket misses (it practically never
-    does), fall back to ``kthvalue`` on everything: the result is exact either way.
-    """
-    n = values.numel()
-    if not 1 <= rank <= n:
-        raise ValueError(f"rank {rank} out of range for {n} elements")
-    if n <= _DIRECT_SELECT:
-        return torch.kthvalue(values, rank).values
-    gen = torch.Generator(device="cpu").manual_seed(n)
-    idx = torch.randint(0, n, (_SAMPLE,), generator=gen).to(values.device)
-    sample = values[idx].sort().values
-    pos = (rank - 0.5) / n * _SAMPLE
-    margin = 8 * math.sqrt(_SAMPLE * 0.25) + 8
-    lo_i, hi_i = int(pos - margin), int(pos + margin)
-    lo = sample[lo_i] if lo_i >= 0 else None
-    hi = sample[hi_i] if hi_i < _SAMPLE else None
-    below = int((values < lo).sum()) if lo is not None else 0
-    if lo is not None and hi is not None:
-        inside = (values >= lo) & (values <= hi)
-    elif lo is not None:
-        inside = values >= lo
-    elif hi is not None:
-        inside = values <= hi
-    else:
-        return torch.kthvalue(values, rank).values
-    candidates = values[inside]
-    if below < rank <= below + candidates.numel():
-        return torch.kthvalue(candidates, rank - below).values
-    return torch.kthvalue(values, rank).values
-
-
-def topk_mask(values: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask of exactly ``k`` largest entries; ties keep the lowest indices."""
-    flat = values.reshape(-1)
-    n = flat.numel()
-    if k >= n:
-        return torch.ones_like(values, dtype=torch.bool)
-    if k <= 0:
-        return torch.zeros_like(values, dtype=torch.bool)
-    threshold = kth_smallest(flat, n - k + 1)
-    mask = flat > threshold
-    need = k - int(mask.sum())
-    if need > 0:
-        ties = (flat == threshold).nonzero().squeeze(1)
-        mask[ties[:need]] = True
-    return mask.reshape(values.shape)
 
 
 class _Keeper:
@@ -163,59 +104,81 @@ def _chunks(numel: int):
         yield start, min(numel, start + CHUNK_ELEMENTS)
 
 
+def stream_select(
+    compute: Callable[[slice | torch.Tensor], torch.Tensor],
+    numel: int,
+    queries: Sequence[tuple[int, int]],
+) -> list[tuple[float, int]]:
+    """Exact order statistics of rows of a tensor that is only ever seen in chunks.
+
+    ``compute(where)`` returns the fp32 values ``[rows, len]`` at a slice or at
+    an index tensor of positions. Each query ``(row, rank)`` asks for the
+    ``rank``-th smallest (1-based) value of that row; the answer is
+    ``(value, number of entries greater than value)``.
+
+    A fixed pseudo-random sample brackets each answer; one streaming pass
+    counts the entries below the bracket and collects those inside it, and
+    ``kthvalue`` on that small set gives the exact value: O(n), no full sort,
+    no tensor-sized buffer. A missed bracket (practically never) falls back
+    to ``kthvalue`` on the whole row.
+    """
+    if numel <= _DIRECT_SELECT:
+        full = compute(slice(0, numel))
+        answers = []
+        for row, rank in queries:
+            value = torch.kthvalue(full[row], rank).values
+            answers.append((float(value), int(torch.count_nonzero(full[row] > value))))
+        return answers
+    gen = torch.Generator(device="cpu").manual_seed(numel)
+    sample = compute(torch.randint(0, numel, (_SAMPLE,), generator=gen)).sort(dim=1).values
+    margin = 8 * math.sqrt(_SAMPLE * 0.25) + 8
+    brackets = []
+    for row, rank in queries:
+        pos = (rank - 0.5) / numel * _SAMPLE
+        lo_i, hi_i = int(pos - margin), int(pos + margin)
+        lo = float(sample[row, lo_i]) if lo_i >= 0 else -math.inf
+        hi = float(sample[row, hi_i]) if hi_i < _SAMPLE else math.inf
+        brackets.append((lo, hi))
+    below = [0] * len(queries)
+    found: list[list[torch.Tensor]] = [[] for _ in queries]
+    for start, end in _chunks(numel):
+        values = compute(slice(start, end))
+        for q, ((row, _), (lo, hi)) in enumerate(zip(queries, brackets, strict=True)):
+            v = values[row]
+            below[q] += int(torch.count_nonzero(v < lo))
+            found[q].append(v[(v >= lo) & (v <= hi)])
+    answers = []
+    for q, (row, rank) in enumerate(queries):
+        candidates = torch.cat(found[q])
+        found[q] = []
+        if below[q] < rank <= below[q] + candidates.numel():
+            value = torch.kthvalue(candidates, rank - below[q]).values
+            above = (
+                numel - below[q] - candidates.numel() + int(torch.count_nonzero(candidates > value))
+            )
+        else:
+            full = compute(slice(0, numel))[row]
+            value = torch.kthvalue(full, rank).values
+            above = int(torch.count_nonzero(full > value))
+        answers.append((float(value), above))
+    return answers
+
+
 def _magnitude_thresholds(
     base: torch.Tensor, others: list[torch.Tensor], keepers: list[_MagnitudeKeeper], device
 ) -> None:
-    """Find each model's top-k threshold in one streaming pass (exact, O(n)).
+    """Each model's exact top-k threshold of |delta|, in one streaming pass."""
 
-    A fixed pseudo-random sample of |delta| brackets the k-th largest value;
-    the pass counts entries below the bracket and collects those inside it,
-    and ``kthvalue`` on that small set gives the exact threshold. A missed
-    bracket (practically never) falls back to ``kthvalue`` on everything.
-    """
-    n = base.numel()
-    ranks = [n - keeper.k + 1 for keeper in keepers]  # ascending rank of the threshold
-    if n <= _DIRECT_SELECT:
-        brackets = [(-1.0, math.inf)] * len(keepers)
-    else:
-        gen = torch.Generator(device="cpu").manual_seed(n)
-        idx = torch.randint(0, n, (_SAMPLE,), generator=gen)
-        base_sample = base[idx].to(device=device, dtype=torch.float32)
-        margin = 8 * math.sqrt(_SAMPLE * 0.25) + 8
-        brackets = []
-        for x, rank in zip(others, ranks, strict=True):
-            sample = (
-                (x[idx].to(device=device, dtype=torch.float32) - base_sample).abs_().sort().values
-            )
-            pos = (rank - 0.5) / n * _SAMPLE
-            lo_i, hi_i = int(pos - margin), int(pos + margin)
-            lo = float(sample[lo_i]) if lo_i >= 0 else -1.0
-            hi = float(sample[hi_i]) if hi_i < _SAMPLE else math.inf
-            brackets.append((lo, hi))
-    below = [0] * len(keepers)
-    found: list[list[torch.Tensor]] = [[] for _ in keepers]
-    for start, end in _chunks(n):
-        bc = base[start:end].to(device=device, dtype=torch.float32)
-        for i, x in enumerate(others):
-            lo, hi = brackets[i]
-            magnitude = torch.sub(x[start:end].to(device), bc).abs_()
-            below[i] += int(torch.count_nonzero(magnitude < lo))
-            found[i].append(magnitude[(magnitude >= lo) & (magnitude <= hi)])
-    for i, keeper in enumerate(keepers):
-        candidates = torch.cat(found[i])
-        found[i] = []
-        if below[i] < ranks[i] <= below[i] + candidates.numel():
-            threshold = torch.kthvalue(candidates, ranks[i] - below[i]).values
-            above = (
-                n - below[i] - candidates.numel() + int(torch.count_nonzero(candidates > threshold))
-            )
-        else:
-            full = torch.sub(
-                others[i].to(device), base.to(device=device, dtype=torch.float32)
-            ).abs_()
-            threshold = torch.kthvalue(full, ranks[i]).values
-            above = int(torch.count_nonzero(full > threshold))
-        keeper.threshold = float(threshold)
+    def magnitudes(where):
+        b = base[where].to(device=device, dtype=torch.float32)
+        return torch.stack([torch.sub(x[where].to(device), b).abs_() for x in others])
+
+    numel = base.numel()
+    queries = [(i, numel - keeper.k + 1) for i, keeper in enumerate(keepers)]
+    for keeper, (threshold, above) in zip(
+        keepers, stream_select(magnitudes, numel, queries), strict=True
+    ):
+        keeper.threshold = threshold
         keeper.ties = keeper.k - above
 
 
@@ -416,11 +379,10 @@ def slerp(
     return out.reshape(base.shape)
 
 
-def _minmax_normalize_rows_(x: torch.Tensor) -> None:
-    """(x - min) / (max - min) per row, in place; a constant row becomes 0."""
-    lo = x.amin(dim=1, keepdim=True)
-    span = x.amax(dim=1, keepdim=True) - lo
-    x.sub_(lo).div_(torch.where(span > 0, span, torch.ones_like(span)))
+def _unit_range_(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """(x - lo) / (hi - lo) in place, per row; a zero range gives 0 (the reference divides by 0)."""
+    span = hi - lo
+    return x.sub_(lo).div_(torch.where(span > 0, span, torch.ones_like(span)))
 
 
 def pcb(
@@ -431,6 +393,7 @@ def pcb(
     lambda_: float = 1.0,
     outlier_ratio: float = 1e-4,
     device: torch.device | None = None,
+    out_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Parameter Competition Balancing (Du et al., 2024), per tensor.
 
@@ -440,44 +403,54 @@ def pcb(
     drop all but the top ``density`` fraction of the product per model,
     min-max rescale the survivors to [0, 1] as scores, and average the
     clamped task vectors with those scores. Result: base + lambda * merged.
+
+    Three streaming passes (the quantiles, the score quantiles, the merge),
+    so memory stays at the output plus chunk-sized temporaries.
     """
     if not 0 < density <= 1:
         raise ValueError(f"pcb density must be in (0, 1], got {density}")
     device = device or base.device
-    out = _f32(base, device)
-    n, d = len(others), out.numel()
-    tv = torch.empty((n, d), dtype=torch.float32, device=device)
-    for i, x in enumerate(others):
-        torch.sub(x.to(device).reshape(-1), out.reshape(-1), out=tv[i])
-    if d == 0:
-        return out
+    n, numel = len(others), base.numel()
+    b_flat = base.reshape(-1)
+    xs = [x.reshape(-1) for x in others]
+    out = torch.empty(numel, dtype=out_dtype, device=device)
+    if numel == 0:
+        return out.view(base.shape)
 
-    magnitude = tv.abs()
-    lo_rank, hi_rank = int(d * outlier_ratio), int(d * (1 - outlier_ratio) - 1)
-    for i in range(n):
-        lo = kth_smallest(magnitude[i], lo_rank + 1)
-        hi = kth_smallest(magnitude[i], hi_rank + 1)
-        magnitude[i].clamp_(lo, hi)
+    def task_vectors(where):
+        b = b_flat[where].to(device=device, dtype=torch.float32)
+        return torch.stack([torch.sub(x[where].to(device), b) for x in xs])
 
-    cross = tv * tv.sum(dim=0, keepdim=True)
-    cross.tanh_()
-    score = magnitude.clone()
-    _minmax_normalize_rows_(score)
-    score.square_().mul_(n).exp_().mul_(cross)
-    del cross
+    lo_rank, hi_rank = int(numel * outlier_ratio), int(numel * (1 - outlier_ratio) - 1)
+    bounds = stream_select(
+        lambda where: task_vectors(where).abs_(),
+        numel,
+        [(i, r + 1) for i in range(n) for r in (lo_rank, hi_rank)],
+    )
+    lo = torch.tensor([bounds[2 * i][0] for i in range(n)], device=device).unsqueeze(1)
+    hi = torch.tensor([bounds[2 * i + 1][0] for i in range(n)], device=device).unsqueeze(1)
 
-    keep_rank = int(d * (1 - density))
-    for i in range(n):
-        row = score[i]
-        floor = kth_smallest(row, keep_rank + 1)
-        row.clamp_(min=floor)
-    _minmax_normalize_rows_(score)
+    def scores(where):
+        tv = task_vectors(where)
+        magnitude = torch.maximum(torch.minimum(tv.abs(), hi), lo)
+        intra = _unit_range_(magnitude, lo, hi).square_().mul_(n).exp_()
+        return intra.mul_(tv.mul_(tv.sum(dim=0, keepdim=True)).tanh_())
 
-    clamped = magnitude.mul_(tv.sign_())
-    del tv
-    merged = (clamped * score).sum(dim=0)
-    merged.div_(score.sum(dim=0).clamp_(min=1e-12))
-    if lambda_ != 1:
-        merged.mul_(lambda_)
-    out.view(-1).add_(merged)
-    return out
+    keep_rank = int(numel * (1 - density))
+    limits = stream_select(
+        scores, numel, [(i, r) for i in range(n) for r in (keep_rank + 1, numel)]
+    )
+    floor = torch.tensor([limits[2 * i][0] for i in range(n)], device=device).unsqueeze(1)
+    top = torch.tensor([limits[2 * i + 1][0] for i in range(n)], device=device).unsqueeze(1)
+
+    for start, end in _chunks(numel):
+        where = slice(start, end)
+        scale = _unit_range_(torch.maximum(scores(where), floor), floor, top)
+        tv = task_vectors(where)
+        clamped = torch.copysign(torch.maximum(torch.minimum(tv.abs(), hi), lo), tv)
+        merged = (clamped * scale).sum(dim=0).div_(scale.sum(dim=0).clamp_(min=1e-12))
+        if lambda_ != 1:
+            merged.mul_(lambda_)
+        bc = b_flat[where].to(device=device, dtype=torch.float32)
+        torch.add(bc, merged, out=out[start:end])
+    return out.view(base.shape)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from agents.training.merge.driver import rng_for
-from agents.training.merge.methods import kth_smallest, topk_mask
+from agents.training.merge.methods import generalized_task_arithmetic, pcb, stream_select
 
 from .conftest import TINY, merge
 
@@ -240,19 +240,41 @@ def test_layer_swap_takes_named_layers_and_tensors(models):
         assert torch.equal(got, models.tensors[source][name]), name
 
 
-def test_kth_smallest_is_exact_on_large_tensors():
+def test_stream_select_is_exact_on_large_tensors_with_ties():
     gen = torch.Generator().manual_seed(3)
-    values = torch.randn(300_000, generator=gen).abs()
-    values[:1000] = values[1000]  # a block of ties
-    ordered = torch.sort(values).values
-    for rank in (1, 17, 150_000, 299_999, 300_000):
-        assert float(kth_smallest(values, rank)) == float(ordered[rank - 1])
+    rows = torch.randn(2, 300_000, generator=gen).abs()
+    rows[0, :1000] = rows[0, 1000]  # a block of equal values
+    rows[1] = torch.randint(0, 5, (300_000,), generator=gen).float()  # almost all ties
+    ordered = torch.sort(rows, dim=1).values
+    queries = [(row, rank) for row in (0, 1) for rank in (1, 17, 150_000, 299_999, 300_000)]
+    answers = stream_select(lambda where: rows[:, where], 300_000, queries)
+    for (row, rank), (value, above) in zip(queries, answers, strict=True):
+        assert value == float(ordered[row, rank - 1])
+        assert above == int((rows[row] > value).sum())
 
 
-def test_topk_mask_keeps_exactly_k_and_breaks_ties_by_index():
-    values = torch.tensor([1.0, 3.0, 2.0, 2.0, 2.0, 0.5])
-    assert topk_mask(values, 3).tolist() == [False, True, True, True, False, False]
-    big = torch.randint(0, 5, (400_000,), generator=torch.Generator().manual_seed(1)).float()
-    mask = topk_mask(big, 123_457)
-    assert int(mask.sum()) == 123_457
-    assert float(big[mask].min()) >= float(big[~mask].max())
+def test_ties_and_pcb_stream_exactly_over_large_bf16_tensors():
+    """Tensors larger than one chunk, bf16 inputs (so many equal |delta| at the cut)."""
+    gen = torch.Generator().manual_seed(11)
+    base = (0.02 * torch.randn(600, 512, generator=gen)).bfloat16()
+    others = [
+        (base.float() + 0.005 * torch.randn(600, 512, generator=gen)).bfloat16() for _ in range(3)
+    ]
+    b, xs = base.float(), [x.float() for x in others]
+    weights, densities = [0.3, 0.3, 0.4], [0.5, 0.2, 0.7]
+
+    got = generalized_task_arithmetic(
+        base,
+        others,
+        weights=weights,
+        densities=densities,
+        sparsification="magnitude",
+        consensus=True,
+        normalize=True,
+        rescale=False,
+    )
+    deltas = [keep_top(x - b, d) for x, d in zip(xs, densities, strict=True)]
+    torch.testing.assert_close(got, b + ties_mix(deltas, weights, True), atol=ATOL, rtol=0)
+
+    got = pcb(base, others, density=0.3)
+    torch.testing.assert_close(got, pcb_reference(b, xs, 0.3), atol=ATOL, rtol=0)
