@@ -44,6 +44,11 @@ LIVE_STEP = re.compile(
     r'\{"type": "step", "step": \{"id": \d+, "trace_id": "[0-9a-f-]+", "seq": (\d+)'
 )
 COMMITTED_AT = re.compile(r'"committed_at": ([0-9.e+-]+)\}$')
+# A page of GET /api/traces/<id>/steps: {"trace": {…, "status": S, …}, "steps": [{…, "seq":
+# N, …}, …], "cursor": N, "more": B}.
+STEP_SEQ = re.compile(r'\{"id": \d+, "trace_id": "[0-9a-f-]+", "seq": (\d+)')
+TRACE_STATUS = re.compile(r'"status": "(\w+)"')
+PAGE_TAIL = re.compile(r'"cursor": (\d+), "more": (true|false)\}$')
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -197,11 +202,14 @@ async def poll_client(
         while True:
             response = await client.get(f"/api/traces/{trace_id}/steps", params={"after": cursor})
             now = time.time()
-            body = response.json()
-            for step in body["steps"]:
-                seen[step["seq"]] = now
-            cursor = body["cursor"]
-            if body["trace"]["status"] in FINISHED and not body["more"]:
+            # As for the websocket clients: read the few fields needed, not every input.
+            text = response.text
+            for seq in STEP_SEQ.findall(text):
+                seen[int(seq)] = now
+            tail = PAGE_TAIL.search(text, max(0, len(text) - 64))
+            cursor = int(tail.group(1))
+            status = TRACE_STATUS.search(text).group(1)
+            if status in FINISHED and tail.group(2) == "false":
                 return
             if stop.is_set():
                 return
@@ -355,15 +363,20 @@ def main() -> int:
             turns = max(1, round(args.rate * args.seconds / steps_per_turn))
             delay_ms = args.delay_ms
             if delay_ms is None:
-                # Calibrate: the same run with no model delay gives the cost of a turn
-                # (it grows with the conversation, so a short probe would underrate it).
-                probe = make_agent(turns=turns, delay_ms=0)
-                _, commits = asyncio.run(websocket_run(stack, clients=1, agent=probe, token=token))
+                # Calibrate: the same run, same clients, at a first guess; the cost of a
+                # turn beyond the model's delay (it grows with the conversation, and
+                # with load) comes off the target.
+                target_ms = steps_per_turn * 1000 / args.rate
+                guess = round(target_ms * 0.75)
+                probe = make_agent(turns=turns, delay_ms=guess)
+                _, commits = asyncio.run(
+                    websocket_run(stack, clients=args.clients, agent=probe, token=token)
+                )
                 _, probe_rate, _ = rate_of(commits)
-                turn_ms = steps_per_turn * 1000 / probe_rate if probe_rate else 0
-                delay_ms = max(0, round(steps_per_turn * 1000 / args.rate - turn_ms))
+                turn_ms = steps_per_turn * 1000 / probe_rate if probe_rate else target_ms
+                delay_ms = max(0, round(guess + target_ms - turn_ms))
                 print(
-                    f"calibration: {probe_rate:.0f} steps/s with no model delay "
+                    f"calibration: {probe_rate:.1f} steps/s at delay_ms={guess} "
                     f"({turn_ms:.1f} ms a turn) → delay_ms={delay_ms}",
                     flush=True,
                 )
