@@ -29,7 +29,6 @@ def token_list(request: HttpRequest) -> HttpResponse:
         _, new_token = api_token_create(
             user=request.user, name=request.POST.get("name", "").strip()[:100]
         )
-        messages.success(request, "Token created. Copy it now: it is not shown again.")
     tokens = ApiToken.objects.filter(user=request.user)
     return render(request, "tooltrail/tokens.html", {"tokens": tokens, "new_token": new_token})
 

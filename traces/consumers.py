@@ -24,8 +24,9 @@ from tooltrail.services import api_token_authenticate
 
 from .broadcast import TRACE_LIST_GROUP, trace_group
 from .models import Trace
+from .rendering import step_live_html
 from .selectors import steps_after
-from .services import step_fragment, step_payload, trace_payload
+from .services import step_payload, trace_payload
 
 CATCH_UP_BATCH = 200
 LIVE_EVENTS = {"step.created": "step_created", "trace.updated": "trace_updated"}
@@ -109,7 +110,7 @@ class TraceConsumer(_AuthenticatedConsumer):
 
     def _load_batch(self) -> list[tuple[int, dict, str]]:
         steps = steps_after(trace_id=self.trace_id, after=self.cursor, limit=CATCH_UP_BATCH)
-        return [(s.seq, step_payload(s), "" if self.as_json else step_fragment(s)) for s in steps]
+        return [(s.seq, step_payload(s), "" if self.as_json else step_live_html(s)) for s in steps]
 
     async def _send_steps(self, batch: list[tuple[int, dict, str]]) -> None:
         if self.as_json:

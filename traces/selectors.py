@@ -33,18 +33,20 @@ def steps_after(
     return list(qs)
 
 
-def step_tree(*, steps: list[Step]) -> list[tuple[Step, list]]:
-    """Nest steps under their parents: ``[(step, [(child, [...]), ...]), ...]``.
-
-    A step whose parent is not in ``steps`` is a root, so a partial page still renders.
-    """
-    children: dict[int | None, list[Step]] = {}
-    ids = {s.id for s in steps}
+def steps_for_tree(*, trace_id: uuid.UUID | str) -> list[Step]:
+    """All steps of a trace, loaded for drawing the tree: without the model calls'
+    inputs (the whole conversation each time, the bulk of a long trace's data), which
+    the tree never shows. Tool calls and errors keep theirs: their summary is it."""
+    steps = list(
+        Step.objects.filter(trace_id=trace_id)
+        .defer("input", "metadata", "created_at", "tool_call_id")
+        .order_by("seq")
+    )
+    wanted = (Step.Kind.TOOL_CALL, Step.Kind.ERROR)
+    inputs = dict(
+        Step.objects.filter(trace_id=trace_id, kind__in=wanted).values_list("id", "input")
+    )
     for step in steps:
-        parent = step.parent_id if step.parent_id in ids else None
-        children.setdefault(parent, []).append(step)
-
-    def build(parent_id: int | None) -> list[tuple[Step, list]]:
-        return [(s, build(s.id)) for s in children.get(parent_id, [])]
-
-    return build(None)
+        if step.kind in wanted:
+            step.input = inputs.get(step.id)
+    return steps

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from .broadcast import TRACE_LIST_GROUP, group_send_on_commit, trace_group
 from .models import Step, Trace
+from .rendering import step_live_html, totals_oob_html
 
 
 class TraceError(Exception):
@@ -46,11 +47,6 @@ def step_payload(step: Step) -> dict[str, Any]:
         "prompt_tokens": step.prompt_tokens,
         "completion_tokens": step.completion_tokens,
     }
-
-
-def step_fragment(step: Step) -> str:
-    """The step's tree node as the live page appends it (out-of-band swap)."""
-    return render_to_string("traces/_step_oob.html", {"step": step, "trace_id": step.trace_id})
 
 
 def trace_payload(trace: Trace) -> dict[str, Any]:
@@ -159,7 +155,9 @@ def step_record(
     meta = dict(metadata or {})
     with transaction.atomic():
         trace = (
-            Trace.objects.select_for_update().only("id", "step_count", "status").get(pk=trace_id)
+            Trace.objects.select_for_update()
+            .only("id", "step_count", "status", "prompt_tokens", "completion_tokens")
+            .get(pk=trace_id)
         )
         if parent is not None:
             if parent.trace_id != trace.id:
@@ -192,7 +190,12 @@ def step_record(
         payload = step_payload(step)
         # Both forms are finished text: every listening socket sends them as they are,
         # rather than each decoding a nested payload and encoding its own JSON.
-        message = {"type": "step.created", "seq": seq, "html": step_fragment(step)}
+        html = step_live_html(step) + totals_oob_html(
+            step_count=seq,
+            prompt_tokens=trace.prompt_tokens + prompt_tokens,
+            completion_tokens=trace.completion_tokens + completion_tokens,
+        )
+        message = {"type": "step.created", "seq": seq, "html": html}
 
         def stamp() -> None:
             # Stamped inside the on-commit callback, so it is the moment the step became

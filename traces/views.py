@@ -4,12 +4,14 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from tooltrail.api import ApiError, api_view
 
 from .models import Step, Trace
-from .selectors import step_tree, steps_after, trace_list
+from .rendering import tree_html
+from .selectors import steps_after, steps_for_tree, trace_list
 from .services import TraceError, step_payload, trace_cancel, trace_payload
 
 API_PAGE = 500
@@ -41,16 +43,24 @@ def trace_list_view(request: HttpRequest) -> HttpResponse:
 
 def trace_detail_view(request: HttpRequest, trace_id) -> HttpResponse:
     trace = _get_trace_for_user(request, trace_id)
-    steps = steps_after(trace_id=trace.id, after=0)
+    steps = steps_for_tree(trace_id=trace.id)
     selected = None
-    if request.GET.get("step"):
-        selected = next((s for s in steps if str(s.seq) == request.GET["step"]), None)
+    if request.GET.get("step", "").isdigit():
+        selected = (
+            Step.objects.filter(trace=trace, seq=int(request.GET["step"]))
+            .select_related("parent")
+            .first()
+        )
     return render(
         request,
         "traces/trace_detail.html",
         {
             "trace": trace,
-            "tree": step_tree(steps=steps),
+            # Built from escaped parts in traces.rendering.
+            "tree_html": mark_safe(
+                tree_html(steps, selected_seq=selected.seq if selected else None)
+            ),
+            "has_steps": bool(steps),
             "cursor": steps[-1].seq if steps else 0,
             "selected": selected,
             "can_run": request.user.has_perm("agents.run_agent"),

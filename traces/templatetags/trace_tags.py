@@ -7,6 +7,8 @@ from typing import Any
 
 from django import template
 
+from traces.rendering import duration_text
+
 register = template.Library()
 
 FOLD_AT = 2000  # characters of pretty JSON shown before the rest is folded away
@@ -51,37 +53,11 @@ def line_count(text: str) -> int:
     return text.count("\n") + 1 if text else 0
 
 
-@register.filter
-def ms(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value < 1000:
-        return f"{value:.0f} ms"
-    return f"{value / 1000:.2f} s"
+ms = register.filter("ms", duration_text)
 
 
 @register.filter
 def seconds(value: float | None) -> str:
     if value is None:
         return "—"
-    return ms(value * 1000)
-
-
-@register.filter
-def step_summary(step) -> str:
-    """One line about a step for the tree."""
-    if step.error:
-        return step.error[:140]
-    if step.kind == "model_call":
-        out = step.output or {}
-        calls = out.get("tool_calls") or []
-        if calls:
-            return f"{len(calls)} tool call{'s' if len(calls) > 1 else ''}: " + ", ".join(
-                c["name"] for c in calls
-            )
-        return (out.get("content") or "")[:140]
-    if step.kind == "final":
-        return ((step.output or {}).get("content") or "")[:140]
-    value = step.output if step.kind == "tool_result" else step.input
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text[:140]
+    return duration_text(value * 1000)

@@ -1,0 +1,116 @@
+"""HTML for step nodes, built in Python.
+
+The step tree is the hot path of the debugger: a 10,000-step trace is 10,000 nodes on
+first load, and every live step is one node in a websocket message. A recursive
+``{% include %}`` costs far more per node than the node itself, so nodes are built
+here with plain escaped strings (about 20× faster), and one function serves the full
+page, the websocket catch-up and the live message alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from django.urls import reverse
+from django.utils.html import escape
+
+from .models import Step
+
+
+def duration_text(value_ms: float | None) -> str:
+    if value_ms is None:
+        return "—"
+    if value_ms < 1000:
+        return f"{value_ms:.0f} ms"
+    return f"{value_ms / 1000:.2f} s"
+
+
+def step_summary(step: Step) -> str:
+    """One line about a step for the tree."""
+    if step.error:
+        return step.error[:140]
+    if step.kind == Step.Kind.MODEL_CALL:
+        out = step.output or {}
+        calls = out.get("tool_calls") or []
+        if calls:
+            names = ", ".join(c.get("name", "?") for c in calls)
+            return f"{len(calls)} tool call{'s' if len(calls) > 1 else ''}: {names}"[:140]
+        return (out.get("content") or "")[:140]
+    if step.kind == Step.Kind.FINAL:
+        return ((step.output or {}).get("content") or "")[:140]
+    value = step.output if step.kind == Step.Kind.TOOL_RESULT else step.input
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text[:140]
+
+
+_KIND_LABELS = dict(Step.Kind.choices)
+
+
+def _detail_url_prefix(trace_id) -> str:
+    """``/traces/<id>/steps/``: reversed once per tree rather than once per node."""
+    return reverse("traces:step_detail", args=[trace_id, 0])[: -len("0/")]
+
+
+def step_node_html(
+    step: Step,
+    *,
+    children_html: str = "",
+    selected_seq: int | None = None,
+    new: bool = False,
+    url_prefix: str | None = None,
+) -> str:
+    """One ``li.step`` with its (possibly empty) children list."""
+    seq = step.seq
+    extra = " is-new" if new else (" is-selected" if seq == selected_seq else "")
+    url = f"{url_prefix or _detail_url_prefix(step.trace_id)}{seq}/"
+    return (
+        f'<li class="step kind-{step.kind} status-{step.status}{extra}" id="step-{seq}" data-seq="{seq}"'
+        f' data-kind="{step.kind}"><a class="step-head" href="?step={seq}" hx-get="{url}">'
+        f'<span class="seq">#{seq}</span><span class="kind">{_KIND_LABELS.get(step.kind, step.kind)}</span>'
+        f'<span class="name">{escape(step.name)}</span>'
+        f'<span class="summary-text">{escape(step_summary(step))}</span>'
+        f'<span class="dur">{duration_text(step.duration_ms)}</span></a>'
+        f'<ul class="children" id="children-{seq}">{children_html}</ul></li>'
+    )
+
+
+def tree_html(steps: Iterable[Step], *, selected_seq: int | None = None) -> str:
+    """The nested tree of ``steps`` (in seq order). A step whose parent is not among
+    them is drawn at the root, so a partial list still renders."""
+    steps = list(steps)
+    if not steps:
+        return ""
+    prefix = _detail_url_prefix(steps[0].trace_id)
+    ids = {s.id for s in steps}
+    children: dict[int | None, list[Step]] = {}
+    for step in steps:
+        children.setdefault(step.parent_id if step.parent_id in ids else None, []).append(step)
+
+    def render(parent_id: int | None) -> str:
+        return "".join(
+            step_node_html(
+                s, children_html=render(s.id), selected_seq=selected_seq, url_prefix=prefix
+            )
+            for s in children.get(parent_id, [])
+        )
+
+    return render(None)
+
+
+def step_live_html(step: Step) -> str:
+    """A step as the live page appends it: the node under its parent and the new
+    cursor (htmx out-of-band swaps)."""
+    parent = step.metadata.get("parent_seq") or "root"
+    return (
+        f'<div hx-swap-oob="beforeend:#children-{parent}">{step_node_html(step, new=True)}</div>'
+        f'<span id="trace-cursor" hx-swap-oob="true" data-cursor="{step.seq}" hidden></span>'
+    )
+
+
+def totals_oob_html(*, step_count: int, prompt_tokens: int, completion_tokens: int) -> str:
+    """The trace summary's running totals, swapped in place as each step lands."""
+    return (
+        f'<dd id="summary-steps" data-testid="step-count" hx-swap-oob="true">{step_count}</dd>'
+        f'<dd id="summary-tokens" hx-swap-oob="true">{prompt_tokens} in · {completion_tokens} out</dd>'
+    )
