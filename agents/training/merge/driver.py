@@ -369,7 +369,7 @@ def _merge_tensor(plan: MergePlan, out: OutputTensor, seed: int) -> torch.Tensor
     ]
     others = [load(e.path) for _, e, _ in pairs]
     if method == "slerp":
-        return methods.slerp(base_x, others[0], shared["t"], device=dev)
+        return methods.slerp(base_x, others[0], shared["t"], device=dev, out_dtype=out.dtype)
     if method == "pcb":
         return methods.pcb(
             base_x,

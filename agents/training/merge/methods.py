@@ -351,22 +351,27 @@ def slerp(
     dot_threshold: float = 0.9995,
     eps: float = 1e-8,
     device: torch.device | None = None,
+    out_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Spherical interpolation of the whole tensor: t=0 gives base, t=1 gives other.
 
-    Nearly collinear tensors (|cos| > dot_threshold) fall back to linear interpolation.
+    Nearly collinear tensors (|cos| > dot_threshold) fall back to linear
+    interpolation. Two streaming passes: norms and dot product (accumulated in
+    float64), then the output.
     """
     device = device or base.device
-    a = base.to(device=device, dtype=torch.float32).reshape(-1)
-    b = other.to(device=device, dtype=torch.float32).reshape(-1)
-    if a.numel() == 0:
-        return a.reshape(base.shape).clone()
-    norm_a = float(torch.linalg.vector_norm(a))
-    norm_b = float(torch.linalg.vector_norm(b))
+    a, b = base.reshape(-1), other.reshape(-1)
+    sq_a = sq_b = dot_ab = 0.0
+    for start, end in _chunks(a.numel()):
+        x = a[start:end].to(device=device, dtype=torch.float32)
+        y = b[start:end].to(device=device, dtype=torch.float32)
+        sq_a += float(torch.dot(x, x))
+        sq_b += float(torch.dot(y, y))
+        dot_ab += float(torch.dot(x, y))
+    norm_a, norm_b = math.sqrt(sq_a), math.sqrt(sq_b)
     norm_a = norm_a if norm_a > eps else 1.0
     norm_b = norm_b if norm_b > eps else 1.0
-    dot = float(torch.dot(a, b)) / (norm_a * norm_b)
-    dot = min(1.0, max(-1.0, dot))
+    dot = min(1.0, max(-1.0, dot_ab / (norm_a * norm_b)))
     if abs(dot) > dot_threshold:
         coef_a, coef_b = 1 - t, t
     else:
@@ -374,9 +379,12 @@ def slerp(
         sin_theta = math.sin(theta)
         coef_a = math.sin((1 - t) * theta) / sin_theta
         coef_b = math.sin(t * theta) / sin_theta
-    out = torch.mul(a, coef_a)
-    out.add_(b, alpha=coef_b)
-    return out.reshape(base.shape)
+    out = torch.empty(a.numel(), dtype=out_dtype, device=device)
+    for start, end in _chunks(a.numel()):
+        x = torch.mul(a[start:end].to(device=device, dtype=torch.float32), coef_a)
+        x.add_(b[start:end].to(device), alpha=coef_b)
+        out[start:end].copy_(x)
+    return out.view(base.shape)
 
 
 def _unit_range_(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,13 @@ import pytest
 import torch
 
 from agents.training.merge.driver import rng_for
-from agents.training.merge.methods import generalized_task_arithmetic, pcb, stream_select
+from agents.training.merge.methods import (
+    generalized_task_arithmetic,
+    linear,
+    pcb,
+    slerp,
+    stream_select,
+)
 
 from .conftest import TINY, merge
 
@@ -278,3 +284,25 @@ def test_ties_and_pcb_stream_exactly_over_large_bf16_tensors():
 
     got = pcb(base, others, density=0.3)
     torch.testing.assert_close(got, pcb_reference(b, xs, 0.3), atol=ATOL, rtol=0)
+
+
+def test_methods_leave_their_fp32_inputs_untouched():
+    gen = torch.Generator().manual_seed(5)
+    base = torch.randn(40, 30, generator=gen)
+    others = [base + 0.1 * torch.randn(40, 30, generator=gen) for _ in range(2)]
+    copies = [t.clone() for t in (base, *others)]
+    linear([base, *others], [1.0, 2.0, 3.0])
+    slerp(base, others[0], 0.3)
+    pcb(base, others, density=0.5)
+    generalized_task_arithmetic(
+        base,
+        others,
+        weights=[1.0, 1.0],
+        densities=[0.5, 0.5],
+        sparsification="magnitude",
+        consensus=True,
+        normalize=True,
+        rescale=True,
+    )
+    for before, after in zip(copies, (base, *others), strict=True):
+        assert torch.equal(before, after)
