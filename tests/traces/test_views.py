@@ -259,3 +259,15 @@ def test_the_admin_is_closed_to_an_annotator(client, annotator):
     response = client.get("/admin/traces/trace/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_a_live_step_lands_under_its_parent_with_markup_escaped(recorded_trace):
+    from traces.rendering import step_live_html
+
+    _, (_, _, result, _) = recorded_trace
+    html = step_live_html(result)
+    assert 'hx-swap-oob="beforeend:#children-2"' in html
+    assert tree_of(f"<li id='step-2' data-seq='2'>{html}</li>") == {2: None, 3: 2}
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'data-cursor="3"' in html
