@@ -153,9 +153,11 @@ async def ws_client(
     out: list,
     commits: dict,
     sizes: list | None = None,
-) -> None:
-    """Collect the latency of each live step until the trace finishes."""
+) -> tuple[list[int], int]:
+    """Collect the latency of each live step until the trace finishes. Returns every step
+    number received (live or by catch-up), in order, and the trace's final step count."""
     sizes = [] if sizes is None else sizes
+    got: list[int] = []
     from websockets.asyncio.client import connect
 
     async with connect(
@@ -177,14 +179,17 @@ async def ws_client(
                 committed_at = float(stamp.group(1))
                 out.append(now - committed_at)
                 commits[int(step.group(1))] = committed_at
+                got.append(int(step.group(1)))
                 sizes.append(len(raw))
                 continue
             data = json.loads(raw)
             if data["type"] == "steps":
                 for step in data["steps"]:  # catch-up: not live, not measured
                     commits.setdefault(step["seq"], None)
+                    got.append(step["seq"])
             elif data["type"] == "trace" and data["trace"]["status"] in FINISHED:
-                return
+                return got, data["trace"]["step_count"]
+    raise RuntimeError("the socket closed before the trace finished")
 
 
 async def poll_client(
@@ -239,7 +244,14 @@ async def websocket_run(stack: dict, *, clients: int, agent, token: str) -> tupl
     ]
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=30)
     await asyncio.to_thread(enqueue, trace_id)
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=300)
+    results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=300)
+    complete = sum(got == list(range(1, total + 1)) for got, total in results)
+    caught_up = sum(len(got) for got, _ in results) - sum(len(x) for x in latencies)
+    print(
+        f"complete: {complete} of {clients} clients got every step exactly once, in order"
+        f"; {caught_up} step deliveries came by catch-up rather than live",
+        flush=True,
+    )
     if sizes:
         print(
             f"step messages: mean {statistics.fmean(sizes) / 1024:.1f} KiB, "

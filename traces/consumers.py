@@ -132,6 +132,10 @@ class TraceConsumer(_AuthenticatedConsumer):
         self.cursor = seq
 
     async def trace_updated(self, event: dict) -> None:
+        # Pub/sub delivers at most once: a lost step message shows only as a gap before
+        # the next one, and the run's last step has no next one but this status change.
+        if event["trace"].get("step_count", 0) > self.cursor:
+            await self._catch_up()
         if self.as_json:
             await self.send(text_data=json.dumps({"type": "trace", "trace": event["trace"]}))
         else:

@@ -289,3 +289,48 @@ def test_a_socket_that_reconnects_after_the_run_ended_learns_how_it_ended(
     else:
         assert 'id="trace-status"' in message
         assert 'data-status="succeeded"' in message
+
+
+def test_a_step_whose_live_message_was_lost_still_comes_before_the_final_status(
+    stack, api, token, scripted_agent
+):
+    # Redis pub/sub delivers at most once (a subscriber that reconnects misses what was
+    # sent meanwhile). If the lost message was the run's last step, nothing later would
+    # reveal the gap but the trace's own status change, which carries its step count.
+    from traces.broadcast import group_send_now, trace_group
+    from traces.models import Step, Trace
+    from traces.services import trace_payload
+
+    agent = scripted_agent(slow_script(1, delay_ms=0))
+    trace_id = start_run(api, agent)
+    wait_finished(stack, api, trace_id)
+    trace = Trace.objects.get(pk=trace_id)
+
+    async def listen() -> list[str]:
+        async with connect(
+            ws_url(stack, trace_id, after=trace.step_count, as_json=True),
+            origin=stack.base_url,
+            additional_headers={"Authorization": f"Bearer {token}"},
+        ) as ws:
+            messages = [await asyncio.wait_for(ws.recv(), timeout=10)]  # the state now
+            # A step saved with its broadcast lost, then the status change that follows it.
+            await asyncio.to_thread(
+                Step.objects.create, trace=trace, seq=trace.step_count + 1, kind="final"
+            )
+            await asyncio.to_thread(
+                Trace.objects.filter(pk=trace.pk).update, step_count=trace.step_count + 1
+            )
+            trace.step_count += 1
+            await asyncio.to_thread(
+                group_send_now,
+                trace_group(trace.id),
+                {"type": "trace.updated", "trace": trace_payload(trace), "html": ""},
+            )
+            while json.loads(messages[-1])["type"] != "trace" or len(messages) < 2:
+                messages.append(await asyncio.wait_for(ws.recv(), timeout=10))
+            return messages
+
+    messages = [json.loads(m) for m in asyncio.run(listen())]
+
+    assert [m["type"] for m in messages] == ["trace", "steps", "trace"]
+    assert [s["seq"] for s in messages[1]["steps"]] == [trace.step_count]
