@@ -37,11 +37,19 @@ def agent_run_start(*, agent: Agent, input: str, user=None) -> Trace:
                 "strategy": agent.strategy,
             },
         )
-    try:
-        agent_run_task.apply_async(args=[str(trace.id)], queue="agents")
-    except Exception as exc:
-        trace_finish(
-            trace_id=trace.id, status=Trace.Status.FAILED, error=f"could not enqueue the run: {exc}"
-        )
-        raise RunError(f"could not reach the task queue: {exc}") from exc
+
+        def enqueue() -> None:
+            try:
+                agent_run_task.apply_async(args=[str(trace.id)], queue="agents", retry=False)
+            except Exception as exc:
+                trace_finish(
+                    trace_id=trace.id,
+                    status=Trace.Status.FAILED,
+                    error=f"could not enqueue the run: {exc}",
+                )
+                raise RunError(f"could not reach the task queue: {exc}") from exc
+
+        # After commit, so a worker never looks for a trace it cannot see yet (also
+        # when a caller wraps this in a transaction of its own).
+        transaction.on_commit(enqueue)
     return trace
