@@ -15,6 +15,7 @@ def test_a_run_whose_worker_is_killed_keeps_its_steps_and_ends_failed(
     stack, scripted_agent, make_user
 ):
     from agents.tasks import agent_run_task
+    from tooltrail.celery import app
     from traces.models import Step, Trace
     from traces.services import trace_create
 
@@ -31,7 +32,10 @@ def test_a_run_whose_worker_is_killed_keeps_its_steps_and_ends_failed(
         + [{"content": "done"}],
         max_steps=turns + 1,
     )
-    # Its own queue, so only the worker about to be killed can take the run.
+    # Its own queue, so only the worker about to be killed can take the run; emptied
+    # first of any run an earlier, killed session left there.
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("killme")
     worker = stack.start_worker(queues="killme", name=f"killme-{os.getpid()}@%h")
     trace = trace_create(
         name=agent.name,
