@@ -449,6 +449,9 @@ def merge_run(
     parent = output_dir.absolute().parent
     partial: Path | None = None
     writer: ShardedWriter | None = None
+    # methods.py spreads chunks over its own threads; see methods.WORKERS.
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         parent.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=parent))
@@ -475,6 +478,7 @@ def merge_run(
     except KeyboardInterrupt as exc:
         raise MergeCancelled("merge interrupted; partial output removed") from exc
     finally:
+        torch.set_num_threads(torch_threads)
         if writer is not None:
             writer.abort()
         if partial is not None:

@@ -9,7 +9,10 @@ see docs/merge.md for the few deliberate differences.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -19,41 +22,70 @@ CHUNK_ELEMENTS = 1 << 18
 # Sample size used to bracket a quantile before the exact selection.
 _SAMPLE = 1 << 16
 _DIRECT_SELECT = 1 << 18
+# Chunks are spread over this many threads, each running single-threaded torch
+# ops (the driver sets torch.set_num_threads(1)). Many small multi-threaded ops
+# stall badly when other processes compete for the cores; independent chunks
+# on plain threads do not. Results are combined in chunk order: deterministic.
+WORKERS = max(1, min(4, os.cpu_count() or 1))
+_local = threading.local()
+
+
+def _map_chunks(fn: Callable[[int, int], object], numel: int, *, parallel: bool = True) -> list:
+    """``fn(start, end)`` for every chunk, results in chunk order."""
+    spans = list(_chunks(numel))
+    if not parallel or WORKERS == 1 or len(spans) == 1:
+        return [fn(start, end) for start, end in spans]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        return list(pool.map(lambda span: fn(*span), spans))
+
+
+def _workspace(rows: int, width: int, device) -> torch.Tensor:
+    """A per-thread fp32 scratch buffer of at least ``rows x width``."""
+    key = (rows, str(device))
+    cache = getattr(_local, "buffers", None)
+    if cache is None:
+        cache = _local.buffers = {}
+    buf = cache.get(key)
+    if buf is None or buf.shape[1] < width:
+        buf = cache[key] = torch.empty((rows, max(width, CHUNK_ELEMENTS)), device=device)
+    return buf[:, :width]
 
 
 class _Keeper:
     """Sparsifies one model's task vector chunk by chunk, in place.
 
-    ``begin()`` restarts the stream; ``keep_(delta)`` must then be called on
-    consecutive chunks, so every pass over a tensor drops the same entries.
-    Dropped entries become zero (keeping the sign bit, as ``delta * 0`` does).
+    ``keep_(delta, start)`` zeroes the dropped entries of the chunk that begins
+    at flat position ``start`` (keeping the sign bit, as ``delta * 0`` does).
+    Stateless keepers may see chunks in any order; the random one needs them
+    in order, after ``begin()``.
     """
 
     scale = 1.0
     sparse = True
+    stateless = True
 
     def begin(self) -> None:
         pass
 
-    def keep_(self, delta: torch.Tensor) -> None:  # pragma: no cover - interface
+    def keep_(self, delta: torch.Tensor, start: int) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
 
 class _KeepAll(_Keeper):
     sparse = False
 
-    def keep_(self, delta: torch.Tensor) -> None:
+    def keep_(self, delta: torch.Tensor, start: int) -> None:
         pass
 
 
 class _DropAll(_Keeper):
-    def keep_(self, delta: torch.Tensor) -> None:
+    def keep_(self, delta: torch.Tensor, start: int) -> None:
         delta.zero_()
 
 
 class _MagnitudeKeeper(_Keeper):
-    """Exactly ``k`` largest magnitudes: all above ``threshold`` plus the first
-    ``ties`` entries (in index order) equal to it.
+    """Exactly ``k`` largest magnitudes: all above ``threshold``, plus the entries
+    equal to it up to flat position ``cutoff`` (the first ones in index order).
 
     Uses float ops (``threshold``/``copysign``) rather than boolean masks:
     on CPU they are several times faster.
@@ -62,29 +94,22 @@ class _MagnitudeKeeper(_Keeper):
     def __init__(self, k: int) -> None:
         self.k = k
         self.threshold = 0.0
-        self.ties = 0
-        self._left = 0
+        self.cutoff = -1
 
-    def begin(self) -> None:
-        self._left = self.ties if self.threshold > 0 else 0
-
-    def keep_(self, delta: torch.Tensor) -> None:
+    def keep_(self, delta: torch.Tensor, start: int) -> None:
         magnitude = delta.abs()
         kept = torch.nn.functional.threshold(magnitude, self.threshold, 0.0)
-        if self._left > 0:
-            equal = magnitude == self.threshold
-            count = int(torch.count_nonzero(equal))
-            if count <= self._left:
-                kept.masked_fill_(equal, self.threshold)
-                self._left -= count
-            elif count:
-                kept[equal.nonzero().squeeze(1)[: self._left]] = self.threshold
-                self._left = 0
+        if self.cutoff >= start:
+            last = min(delta.numel(), self.cutoff + 1 - start)
+            head = kept[:last]
+            head.masked_fill_(magnitude[:last] == self.threshold, self.threshold)
         torch.copysign(kept, delta, out=delta)
 
 
 class _RandomKeeper(_Keeper):
     """DARE: keep with probability ``density``; the generator is rewound per pass."""
+
+    stateless = False
 
     def __init__(self, density: float, generator: torch.Generator) -> None:
         self.density = density
@@ -94,7 +119,7 @@ class _RandomKeeper(_Keeper):
     def begin(self) -> None:
         self.generator.set_state(self._state)
 
-    def keep_(self, delta: torch.Tensor) -> None:
+    def keep_(self, delta: torch.Tensor, start: int) -> None:
         draw = torch.rand(delta.shape, generator=self.generator, dtype=torch.float32)
         delta.mul_((draw < self.density).to(delta.device))
 
@@ -108,13 +133,14 @@ def stream_select(
     compute: Callable[[slice | torch.Tensor], torch.Tensor],
     numel: int,
     queries: Sequence[tuple[int, int]],
-) -> list[tuple[float, int]]:
+) -> list[tuple[float, int, torch.Tensor]]:
     """Exact order statistics of rows of a tensor that is only ever seen in chunks.
 
     ``compute(where)`` returns the fp32 values ``[rows, len]`` at a slice or at
     an index tensor of positions. Each query ``(row, rank)`` asks for the
     ``rank``-th smallest (1-based) value of that row; the answer is
-    ``(value, number of entries greater than value)``.
+    ``(value, number of entries greater than it, sorted positions of the
+    entries equal to it)``.
 
     A fixed pseudo-random sample brackets each answer; one streaming pass
     counts the entries below the bracket and collects those inside it, and
@@ -124,11 +150,7 @@ def stream_select(
     """
     if numel <= _DIRECT_SELECT:
         full = compute(slice(0, numel))
-        answers = []
-        for row, rank in queries:
-            value = torch.kthvalue(full[row], rank).values
-            answers.append((float(value), int(torch.count_nonzero(full[row] > value))))
-        return answers
+        return [_select_in(full[row], rank, 0, torch.arange(numel)) for row, rank in queries]
     gen = torch.Generator(device="cpu").manual_seed(numel)
     sample = compute(torch.randint(0, numel, (_SAMPLE,), generator=gen)).sort(dim=1).values
     margin = 8 * math.sqrt(_SAMPLE * 0.25) + 8
@@ -139,29 +161,38 @@ def stream_select(
         lo = float(sample[row, lo_i]) if lo_i >= 0 else -math.inf
         hi = float(sample[row, hi_i]) if hi_i < _SAMPLE else math.inf
         brackets.append((lo, hi))
-    below = [0] * len(queries)
-    found: list[list[torch.Tensor]] = [[] for _ in queries]
-    for start, end in _chunks(numel):
+
+    def scan(start: int, end: int):
         values = compute(slice(start, end))
-        for q, ((row, _), (lo, hi)) in enumerate(zip(queries, brackets, strict=True)):
+        found = []
+        for (row, _), (lo, hi) in zip(queries, brackets, strict=True):
             v = values[row]
-            below[q] += int(torch.count_nonzero(v < lo))
-            found[q].append(v[(v >= lo) & (v <= hi)])
+            at = ((v >= lo) & (v <= hi)).nonzero().squeeze(1)
+            found.append((int(torch.count_nonzero(v < lo)), v[at].cpu(), at.cpu() + start))
+        return found
+
+    parts = _map_chunks(scan, numel)
     answers = []
     for q, (row, rank) in enumerate(queries):
-        candidates = torch.cat(found[q])
-        found[q] = []
-        if below[q] < rank <= below[q] + candidates.numel():
-            value = torch.kthvalue(candidates, rank - below[q]).values
-            above = (
-                numel - below[q] - candidates.numel() + int(torch.count_nonzero(candidates > value))
+        below = sum(part[q][0] for part in parts)
+        candidates = torch.cat([part[q][1] for part in parts])
+        positions = torch.cat([part[q][2] for part in parts])
+        if below < rank <= below + candidates.numel():
+            answers.append(
+                _select_in(candidates, rank - below, numel - below - candidates.numel(), positions)
             )
         else:
-            full = compute(slice(0, numel))[row]
-            value = torch.kthvalue(full, rank).values
-            above = int(torch.count_nonzero(full > value))
-        answers.append((float(value), above))
+            full = compute(slice(0, numel))[row].cpu()
+            answers.append(_select_in(full, rank, 0, torch.arange(numel)))
     return answers
+
+
+def _select_in(
+    values: torch.Tensor, rank: int, above_outside: int, positions: torch.Tensor
+) -> tuple[float, int, torch.Tensor]:
+    value = torch.kthvalue(values, rank).values
+    above = above_outside + int(torch.count_nonzero(values > value))
+    return float(value), above, positions[(values == value).cpu()]
 
 
 def _magnitude_thresholds(
@@ -175,11 +206,11 @@ def _magnitude_thresholds(
 
     numel = base.numel()
     queries = [(i, numel - keeper.k + 1) for i, keeper in enumerate(keepers)]
-    for keeper, (threshold, above) in zip(
-        keepers, stream_select(magnitudes, numel, queries), strict=True
-    ):
+    answers = stream_select(magnitudes, numel, queries)
+    for keeper, (threshold, above, equal) in zip(keepers, answers, strict=True):
         keeper.threshold = threshold
-        keeper.ties = keeper.k - above
+        ties = keeper.k - above  # >= 1: the threshold entry itself
+        keeper.cutoff = int(equal[ties - 1]) if threshold > 0 else -1
 
 
 def _l1_rescale_factors(
@@ -190,19 +221,24 @@ def _l1_rescale_factors(
     eps: float = 1e-7,
 ) -> None:
     """mergekit's ``rescale``: scale kept deltas so their L1 norm matches the full delta."""
-    before = [0.0] * len(keepers)
-    after = [0.0] * len(keepers)
     for keeper in keepers:
         keeper.begin()
-    for start, end in _chunks(base.numel()):
+
+    def sums(start: int, end: int):
         bc = base[start:end].to(device=device, dtype=torch.float32)
-        for i, (x, keeper) in enumerate(zip(others, keepers, strict=True)):
+        row = []
+        for x, keeper in zip(others, keepers, strict=True):
             delta = torch.sub(x[start:end].to(device), bc)
-            before[i] += float(delta.abs().sum(dtype=torch.float64))
-            keeper.keep_(delta)
-            after[i] += float(delta.abs().sum(dtype=torch.float64))
-    for keeper, b, a in zip(keepers, before, after, strict=True):
-        keeper.scale = 1.0 if b < eps or a < eps else b / a
+            before = float(delta.abs().sum(dtype=torch.float64))
+            keeper.keep_(delta, start)
+            row.append((before, float(delta.abs().sum(dtype=torch.float64))))
+        return row
+
+    parts = _map_chunks(sums, base.numel(), parallel=all(k.stateless for k in keepers))
+    for i, keeper in enumerate(keepers):
+        before = sum(part[i][0] for part in parts)
+        after = sum(part[i][1] for part in parts)
+        keeper.scale = 1.0 if before < eps or after < eps else before / after
 
 
 def linear(
@@ -221,14 +257,16 @@ def linear(
     flats = [x.reshape(-1) for x in tensors]
     out = torch.empty(flats[0].numel(), dtype=out_dtype, device=device)
     total = sum(weights)
-    acc_buf = torch.empty(min(out.numel(), CHUNK_ELEMENTS), dtype=torch.float32, device=device)
-    for start, end in _chunks(out.numel()):
-        acc = acc_buf[: end - start].zero_()
+
+    def chunk(start: int, end: int) -> None:
+        acc = _workspace(1, end - start, device)[0].zero_()
         for x, w in zip(flats, weights, strict=True):
             acc.add_(x[start:end].to(device), alpha=w)
         if normalize:
             acc.div_(total)
         out[start:end].copy_(acc)
+
+    _map_chunks(chunk, out.numel())
     return out.view(tensors[0].shape)
 
 
@@ -300,17 +338,14 @@ def generalized_task_arithmetic(
     # tiny floor gives mergekit's "divide by 1" result without a boolean mask.
     floor_divisor = all(w > 0 for w in weights)
     out = torch.empty(numel, dtype=out_dtype, device=device)
-    width = min(numel, CHUNK_ELEMENTS)
-    work = torch.empty((n, width), dtype=torch.float32, device=device)
-    ones = torch.ones(width, dtype=torch.float32, device=device)
-    for start, end in _chunks(numel):
-        c = end - start
+
+    def chunk(start: int, end: int) -> None:
         bc = b_flat[start:end].to(device=device, dtype=torch.float32)
-        deltas = work[:, :c]
+        deltas = _workspace(n, end - start, device)
         for i, x in enumerate(xs):
             d = deltas[i]
             torch.sub(x[start:end].to(device), bc, out=d)
-            keepers[i].keep_(d)
+            keepers[i].keep_(d, start)
             if keepers[i].scale != 1.0:
                 d.mul_(keepers[i].scale)
             d.mul_(weights[i])
@@ -319,7 +354,7 @@ def generalized_task_arithmetic(
             mixed.add_(deltas[i])
         if consensus:
             # elected sign: +1 where the summed weighted deltas are >= 0
-            sign = torch.copysign(ones[:c], mixed)
+            sign = torch.copysign(torch.ones_like(mixed), mixed)
             agreeing = deltas.mul_(sign).relu_()  # |delta| where the sign agrees, else 0
             mixed = agreeing[0].clone()
             for i in range(1, n):
@@ -340,6 +375,8 @@ def generalized_task_arithmetic(
         if lambda_ != 1:
             mixed.mul_(lambda_)
         torch.add(bc, mixed, out=out[start:end])
+
+    _map_chunks(chunk, numel, parallel=all(k.stateless for k in keepers))
     return out.view(base.shape)
 
 
@@ -361,13 +398,14 @@ def slerp(
     """
     device = device or base.device
     a, b = base.reshape(-1), other.reshape(-1)
-    sq_a = sq_b = dot_ab = 0.0
-    for start, end in _chunks(a.numel()):
+
+    def products(start: int, end: int) -> tuple[float, float, float]:
         x = a[start:end].to(device=device, dtype=torch.float32)
         y = b[start:end].to(device=device, dtype=torch.float32)
-        sq_a += float(torch.dot(x, x))
-        sq_b += float(torch.dot(y, y))
-        dot_ab += float(torch.dot(x, y))
+        return float(torch.dot(x, x)), float(torch.dot(y, y)), float(torch.dot(x, y))
+
+    parts = _map_chunks(products, a.numel())
+    sq_a, sq_b, dot_ab = (sum(p[j] for p in parts) for j in range(3))
     norm_a, norm_b = math.sqrt(sq_a), math.sqrt(sq_b)
     norm_a = norm_a if norm_a > eps else 1.0
     norm_b = norm_b if norm_b > eps else 1.0
@@ -380,10 +418,13 @@ def slerp(
         coef_a = math.sin((1 - t) * theta) / sin_theta
         coef_b = math.sin(t * theta) / sin_theta
     out = torch.empty(a.numel(), dtype=out_dtype, device=device)
-    for start, end in _chunks(a.numel()):
+
+    def chunk(start: int, end: int) -> None:
         x = torch.mul(a[start:end].to(device=device, dtype=torch.float32), coef_a)
         x.add_(b[start:end].to(device), alpha=coef_b)
         out[start:end].copy_(x)
+
+    _map_chunks(chunk, a.numel())
     return out.view(base.shape)
 
 
@@ -451,7 +492,7 @@ def pcb(
     floor = torch.tensor([limits[2 * i][0] for i in range(n)], device=device).unsqueeze(1)
     top = torch.tensor([limits[2 * i + 1][0] for i in range(n)], device=device).unsqueeze(1)
 
-    for start, end in _chunks(numel):
+    def chunk(start: int, end: int) -> None:
         where = slice(start, end)
         scale = _unit_range_(torch.maximum(scores(where), floor), floor, top)
         tv = task_vectors(where)
@@ -461,4 +502,6 @@ def pcb(
             merged.mul_(lambda_)
         bc = b_flat[where].to(device=device, dtype=torch.float32)
         torch.add(bc, merged, out=out[start:end])
+
+    _map_chunks(chunk, numel)
     return out.view(base.shape)

@@ -254,9 +254,10 @@ def test_stream_select_is_exact_on_large_tensors_with_ties():
     ordered = torch.sort(rows, dim=1).values
     queries = [(row, rank) for row in (0, 1) for rank in (1, 17, 150_000, 299_999, 300_000)]
     answers = stream_select(lambda where: rows[:, where], 300_000, queries)
-    for (row, rank), (value, above) in zip(queries, answers, strict=True):
+    for (row, rank), (value, above, equal) in zip(queries, answers, strict=True):
         assert value == float(ordered[row, rank - 1])
         assert above == int((rows[row] > value).sum())
+        assert torch.equal(equal, (rows[row] == value).nonzero().squeeze(1))
 
 
 def test_ties_and_pcb_stream_exactly_over_large_bf16_tensors():
