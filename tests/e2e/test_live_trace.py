@@ -10,6 +10,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(tr
 
 PASSWORD = "pw-for-tests-123"
 SCREENSHOT = "/tmp/tooltrail-e2e-live-trace.png"
+SCREENSHOT_DISCONNECTED = "/tmp/tooltrail-e2e-disconnected.png"
 
 
 def shown_seqs(page: Page) -> list[int]:
@@ -64,6 +65,7 @@ def test_steps_stream_in_live_and_catch_up_after_the_server_restarts(
     stack.kill_daphne()
     expect(page.locator("html")).to_have_attribute("data-live", "closed")
     shown_while_down = shown_seqs(page)
+    page.screenshot(path=SCREENSHOT_DISCONNECTED)
     # The run goes on while the browser is cut off; those steps must arrive later.
     stack.wait_until(
         lambda: Step.objects.filter(trace=trace).count() >= max(shown_while_down) + 3,
