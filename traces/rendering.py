@@ -108,9 +108,12 @@ def step_live_html(step: Step) -> str:
     )
 
 
-def totals_oob_html(*, step_count: int, prompt_tokens: int, completion_tokens: int) -> str:
+def totals_oob_html(
+    *, step_count: int, prompt_tokens: int, completion_tokens: int, duration_ms: float | None
+) -> str:
     """The trace summary's running totals, swapped in place as each step lands."""
     return (
+        f'<dd id="summary-duration" hx-swap-oob="true">{duration_text(duration_ms)}</dd>'
         f'<dd id="summary-steps" data-testid="step-count" hx-swap-oob="true">{step_count}</dd>'
         f'<dd id="summary-tokens" hx-swap-oob="true">{prompt_tokens} in · {completion_tokens} out</dd>'
     )

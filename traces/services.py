@@ -156,7 +156,7 @@ def step_record(
     with transaction.atomic():
         trace = (
             Trace.objects.select_for_update()
-            .only("id", "step_count", "status", "prompt_tokens", "completion_tokens")
+            .only("id", "step_count", "status", "prompt_tokens", "completion_tokens", "started_at")
             .get(pk=trace_id)
         )
         if parent is not None:
@@ -194,6 +194,9 @@ def step_record(
             step_count=seq,
             prompt_tokens=trace.prompt_tokens + prompt_tokens,
             completion_tokens=trace.completion_tokens + completion_tokens,
+            duration_ms=(now - trace.started_at).total_seconds() * 1000
+            if trace.started_at
+            else None,
         )
         message = {"type": "step.created", "seq": seq, "html": html}
 
