@@ -339,3 +339,41 @@ def test_a_step_whose_live_message_was_lost_still_comes_before_the_final_status(
 
     assert [m["type"] for m in messages] == ["trace", "steps", "trace"]
     assert [s["seq"] for s in messages[1]["steps"]] == [trace.step_count]
+
+
+def test_the_trace_list_socket_announces_a_new_run_and_each_status_change(
+    stack, api, token, scripted_agent
+):
+    agent = scripted_agent(slow_script(1, delay_ms=50))
+
+    async def watch() -> tuple[str, list[str], str]:
+        statuses: list[str] = []
+        async with (
+            connect(
+                f"{stack.ws_url}/ws/traces/?format=json",
+                origin=stack.base_url,
+                additional_headers={"Authorization": f"Bearer {token}"},
+                open_timeout=10,
+            ) as ws,
+            connect(
+                f"{stack.ws_url}/ws/traces/",
+                origin=stack.base_url,
+                additional_headers={"Authorization": f"Bearer {token}"},
+                open_timeout=10,
+            ) as html_ws,
+        ):
+            trace_id = await asyncio.to_thread(start_run, api, agent)
+            async with asyncio.timeout(30):
+                while not statuses or statuses[-1] not in FINISHED:
+                    data = json.loads(await ws.recv())
+                    if data["trace"]["id"] == trace_id:
+                        statuses.append(data["trace"]["status"])
+                first_html = await html_ws.recv()
+        return trace_id, statuses, first_html
+
+    trace_id, statuses, first_html = asyncio.run(watch())
+
+    assert statuses == ["queued", "running", "succeeded"]
+    # The page's first message inserts the new row at the top of the table.
+    assert 'hx-swap-oob="afterbegin:#trace-rows"' in first_html
+    assert f'id="trace-row-{trace_id}"' in first_html
