@@ -190,7 +190,10 @@ def up() -> int:
             file=sys.stderr,
         )
         return 1
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Installed explicitly: a shell that starts us in the background leaves SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt for Ctrl-C.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _raise_interrupt)
     url_file = Path(os.environ.get("TOOLTRAIL_VAR_DIR", BASE_DIR / "var")) / "embedded_redis_url"
     with redis_url() as url:
         env = {**os.environ, "REDIS_URL": url, "DJANGO_SETTINGS_MODULE": "tooltrail.settings"}
