@@ -402,10 +402,9 @@ def _write_metadata(plan: MergePlan, directory: Path, *, seed: int, device: str)
     config = dict(plan.base.config)
     out_dtypes = {o.dtype for o in plan.outputs if o.dtype in FLOAT_DTYPES}
     if len(out_dtypes) == 1:
-        dtype_name = DTYPE_NAMES[out_dtypes.pop()]
-        for key in ("torch_dtype", "dtype"):
-            if key in config or key == "torch_dtype":
-                config[key] = dtype_name
+        config["torch_dtype"] = DTYPE_NAMES[out_dtypes.pop()]
+        if "dtype" in config:  # newer transformers spell it this way
+            config["dtype"] = config["torch_dtype"]
     (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     tokenizer_dir = plan.config.tokenizer_source or plan.base.path
     for fname in _TOKENIZER_FILES:
