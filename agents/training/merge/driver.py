@@ -345,6 +345,10 @@ def _merge_tensor(plan: MergePlan, out: OutputTensor, seed: int) -> torch.Tensor
         x = plan.models[path].tensor(name)
         return x[:rows] if rows is not None else x
 
+    def release(start: int, end: int) -> None:
+        for model in plan.models.values():
+            model.release(name, start, end)
+
     base_x = load(plan.base.path)
     if base_x.dtype not in FLOAT_DTYPES:
         return base_x.clone()
@@ -361,6 +365,7 @@ def _merge_tensor(plan: MergePlan, out: OutputTensor, seed: int) -> torch.Tensor
             normalize=shared["normalize"],
             device=dev,
             out_dtype=out.dtype,
+            release=release,
         )
     pairs = [
         (i, e, p)
@@ -369,7 +374,9 @@ def _merge_tensor(plan: MergePlan, out: OutputTensor, seed: int) -> torch.Tensor
     ]
     others = [load(e.path) for _, e, _ in pairs]
     if method == "slerp":
-        return methods.slerp(base_x, others[0], shared["t"], device=dev, out_dtype=out.dtype)
+        return methods.slerp(
+            base_x, others[0], shared["t"], device=dev, out_dtype=out.dtype, release=release
+        )
     if method == "pcb":
         return methods.pcb(
             base_x,
@@ -378,6 +385,7 @@ def _merge_tensor(plan: MergePlan, out: OutputTensor, seed: int) -> torch.Tensor
             lambda_=shared["lambda"],
             device=dev,
             out_dtype=out.dtype,
+            release=release,
         )
     sparsification, consensus = _GTA[method]
     return methods.generalized_task_arithmetic(
@@ -395,6 +403,7 @@ def _merge_tensor(plan: MergePlan, out: OutputTensor, seed: int) -> torch.Tensor
         else None,
         device=dev,
         out_dtype=out.dtype,
+        release=release,
     )
 
 

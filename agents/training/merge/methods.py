@@ -33,9 +33,30 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _map_chunks(fn: Callable[[int, int], object], numel: int, *, parallel: bool = True) -> list:
-    """``fn(start, end)`` for every chunk, results in chunk order."""
+Release = Callable[[int, int], None]
+
+
+def _map_chunks(
+    fn: Callable[[int, int], object],
+    numel: int,
+    *,
+    parallel: bool = True,
+    release: Release | None = None,
+) -> list:
+    """``fn(start, end)`` for every chunk, results in chunk order.
+
+    ``release(start, end)``, if given, runs after each chunk: the driver uses it
+    to drop those elements' input pages, so a pass never holds a whole tensor.
+    """
     global _pool
+    if release is not None:
+        inner = fn
+
+        def fn(start: int, end: int) -> object:
+            result = inner(start, end)
+            release(start, end)
+            return result
+
     spans = list(_chunks(numel))
     if not parallel or WORKERS == 1 or len(spans) == 1:
         return [fn(start, end) for start, end in spans]
@@ -145,6 +166,7 @@ def stream_select(
     compute: Callable[[slice | torch.Tensor], torch.Tensor],
     numel: int,
     queries: Sequence[tuple[int, int]],
+    release: Release | None = None,
 ) -> list[tuple[float, int, torch.Tensor]]:
     """Exact order statistics of rows of a tensor that is only ever seen in chunks.
 
@@ -164,7 +186,16 @@ def stream_select(
         full = compute(slice(0, numel))
         return [_select_in(full[row], rank, 0, torch.arange(numel)) for row, rank in queries]
     gen = torch.Generator(device="cpu").manual_seed(numel)
-    sample = compute(torch.randint(0, numel, (_SAMPLE,), generator=gen)).sort(dim=1).values
+    picks = torch.randint(0, numel, (_SAMPLE,), generator=gen).sort().values
+    # gathered chunk by chunk so the sample never pulls a whole tensor in at once
+    bounds = torch.searchsorted(picks, torch.tensor([s for s, _ in _chunks(numel)] + [numel]))
+    pieces = []
+    for i, (start, end) in enumerate(_chunks(numel)):
+        if bounds[i] < bounds[i + 1]:
+            pieces.append(compute(picks[bounds[i] : bounds[i + 1]]))
+        if release is not None:
+            release(start, end)
+    sample = torch.cat(pieces, dim=1).sort(dim=1).values
     margin = 6 * math.sqrt(_SAMPLE * 0.25) + 8  # 6 sigma of the sample quantile
     brackets = []
     for row, rank in queries:
@@ -186,7 +217,7 @@ def stream_select(
             found.append((int(torch.count_nonzero(v < lo)), v[at].cpu(), positions))
         return found
 
-    parts = _map_chunks(scan, numel)
+    parts = _map_chunks(scan, numel, release=release)
     answers = []
     for q, (row, rank) in enumerate(queries):
         below = sum(part[q][0] for part in parts)
@@ -211,7 +242,11 @@ def _select_in(
 
 
 def _magnitude_thresholds(
-    base: torch.Tensor, others: list[torch.Tensor], keepers: list[_MagnitudeKeeper], device
+    base: torch.Tensor,
+    others: list[torch.Tensor],
+    keepers: list[_MagnitudeKeeper],
+    device,
+    release: Release | None,
 ) -> None:
     """Each model's exact top-k threshold of |delta|, in one streaming pass."""
 
@@ -221,7 +256,7 @@ def _magnitude_thresholds(
 
     numel = base.numel()
     queries = [(i, numel - keeper.k + 1) for i, keeper in enumerate(keepers)]
-    answers = stream_select(magnitudes, numel, queries)
+    answers = stream_select(magnitudes, numel, queries, release)
     for keeper, (threshold, above, equal) in zip(keepers, answers, strict=True):
         keeper.threshold = threshold
         ties = keeper.k - above  # >= 1: the threshold entry itself
@@ -233,6 +268,7 @@ def _l1_rescale_factors(
     others: list[torch.Tensor],
     keepers: list[_Keeper],
     device,
+    release: Release | None,
     eps: float = 1e-7,
 ) -> None:
     """mergekit's ``rescale``: scale kept deltas so their L1 norm matches the full delta."""
@@ -249,7 +285,9 @@ def _l1_rescale_factors(
             row.append((before, float(delta.abs().sum(dtype=torch.float64))))
         return row
 
-    parts = _map_chunks(sums, base.numel(), parallel=all(k.stateless for k in keepers))
+    parts = _map_chunks(
+        sums, base.numel(), parallel=all(k.stateless for k in keepers), release=release
+    )
     for i, keeper in enumerate(keepers):
         before = sum(part[i][0] for part in parts)
         after = sum(part[i][1] for part in parts)
@@ -263,6 +301,7 @@ def linear(
     normalize: bool = True,
     device: torch.device | None = None,
     out_dtype: torch.dtype = torch.float32,
+    release: Release | None = None,
 ) -> torch.Tensor:
     """Weighted average: sum(w_i x_i) / sum(w_i) (without the division if not normalize).
 
@@ -281,7 +320,7 @@ def linear(
             acc.div_(total)
         out[start:end].copy_(acc)
 
-    _map_chunks(chunk, out.numel())
+    _map_chunks(chunk, out.numel(), release=release)
     return out.view(tensors[0].shape)
 
 
@@ -299,6 +338,7 @@ def generalized_task_arithmetic(
     generators: Sequence[torch.Generator] | None = None,
     device: torch.device | None = None,
     out_dtype: torch.dtype = torch.float32,
+    release: Release | None = None,
 ) -> torch.Tensor:
     """Task arithmetic, TIES and DARE (linear or TIES), as in mergekit.
 
@@ -330,7 +370,7 @@ def generalized_task_arithmetic(
         chosen = [i for i, k in enumerate(keepers) if isinstance(k, _MagnitudeKeeper)]
         if chosen:
             _magnitude_thresholds(
-                b_flat, [xs[i] for i in chosen], [keepers[i] for i in chosen], device
+                b_flat, [xs[i] for i in chosen], [keepers[i] for i in chosen], device, release
             )
     elif sparsification == "random":
         keepers = [
@@ -342,7 +382,7 @@ def generalized_task_arithmetic(
     else:
         raise ValueError(f"unknown sparsification {sparsification!r}")
     if rescale and any(k.sparse for k in keepers):
-        _l1_rescale_factors(b_flat, xs, keepers, device)
+        _l1_rescale_factors(b_flat, xs, keepers, device, release)
     for keeper in keepers:
         keeper.begin()
 
@@ -391,7 +431,7 @@ def generalized_task_arithmetic(
             mixed.mul_(lambda_)
         torch.add(bc, mixed, out=out[start:end])
 
-    _map_chunks(chunk, numel, parallel=all(k.stateless for k in keepers))
+    _map_chunks(chunk, numel, parallel=all(k.stateless for k in keepers), release=release)
     return out.view(base.shape)
 
 
@@ -404,6 +444,7 @@ def slerp(
     eps: float = 1e-8,
     device: torch.device | None = None,
     out_dtype: torch.dtype = torch.float32,
+    release: Release | None = None,
 ) -> torch.Tensor:
     """Spherical interpolation of the whole tensor: t=0 gives base, t=1 gives other.
 
@@ -419,7 +460,7 @@ def slerp(
         y = b[start:end].to(device=device, dtype=torch.float32)
         return float(torch.dot(x, x)), float(torch.dot(y, y)), float(torch.dot(x, y))
 
-    parts = _map_chunks(products, a.numel())
+    parts = _map_chunks(products, a.numel(), release=release)
     sq_a, sq_b, dot_ab = (sum(p[j] for p in parts) for j in range(3))
     norm_a, norm_b = math.sqrt(sq_a), math.sqrt(sq_b)
     norm_a = norm_a if norm_a > eps else 1.0
@@ -439,7 +480,7 @@ def slerp(
         x.add_(b[start:end].to(device), alpha=coef_b)
         out[start:end].copy_(x)
 
-    _map_chunks(chunk, a.numel())
+    _map_chunks(chunk, a.numel(), release=release)
     return out.view(base.shape)
 
 
@@ -458,6 +499,7 @@ def pcb(
     outlier_ratio: float = 1e-4,
     device: torch.device | None = None,
     out_dtype: torch.dtype = torch.float32,
+    release: Release | None = None,
 ) -> torch.Tensor:
     """Parameter Competition Balancing (Du et al., 2024), per tensor.
 
@@ -490,6 +532,7 @@ def pcb(
         lambda where: task_vectors(where).abs_(),
         numel,
         [(i, r + 1) for i in range(n) for r in (lo_rank, hi_rank)],
+        release,
     )
     lo = torch.tensor([bounds[2 * i][0] for i in range(n)], device=device).unsqueeze(1)
     hi = torch.tensor([bounds[2 * i + 1][0] for i in range(n)], device=device).unsqueeze(1)
@@ -502,7 +545,7 @@ def pcb(
 
     keep_rank = int(numel * (1 - density))
     limits = stream_select(
-        scores, numel, [(i, r) for i in range(n) for r in (keep_rank + 1, numel)]
+        scores, numel, [(i, r) for i in range(n) for r in (keep_rank + 1, numel)], release
     )
     floor = torch.tensor([limits[2 * i][0] for i in range(n)], device=device).unsqueeze(1)
     top = torch.tensor([limits[2 * i + 1][0] for i in range(n)], device=device).unsqueeze(1)
@@ -518,5 +561,5 @@ def pcb(
         bc = b_flat[where].to(device=device, dtype=torch.float32)
         torch.add(bc, merged, out=out[start:end])
 
-    _map_chunks(chunk, numel)
+    _map_chunks(chunk, numel, release=release)
     return out.view(base.shape)

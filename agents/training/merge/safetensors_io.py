@@ -108,13 +108,17 @@ class SafetensorsFile:
         flat = torch.frombuffer(self._map, dtype=info.dtype, count=info.numel, offset=info.begin)
         return flat.view(info.shape)
 
-    def release(self, name: str) -> None:
-        """Drop the pages of ``name`` from this process's resident set."""
+    def release(self, name: str, first: int = 0, last: int | None = None) -> None:
+        """Drop the pages of elements [first, last) of ``name`` from this process's
+        resident set (the data stays in the page cache; a later read faults it back)."""
         info = self.tensors[name]
-        if self._map is None or info.end <= info.begin:
+        size = info.dtype.itemsize
+        begin = info.begin + first * size
+        end = info.end if last is None else min(info.end, info.begin + last * size)
+        if self._map is None or end <= begin:
             return
-        start = info.begin - info.begin % _PAGE
-        self._map.madvise(mmap.MADV_DONTNEED, start, info.end - start)
+        start = begin - begin % _PAGE
+        self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     def close(self) -> None:
         if self._map is not None:
@@ -186,8 +190,8 @@ class ModelDir:
     def tensor(self, name: str) -> torch.Tensor:
         return self.where[name].tensor(name)
 
-    def release(self, name: str) -> None:
-        self.where[name].release(name)
+    def release(self, name: str, first: int = 0, last: int | None = None) -> None:
+        self.where[name].release(name, first, last)
 
     def close(self) -> None:
         for f in self.files.values():

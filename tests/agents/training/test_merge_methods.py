@@ -269,6 +269,7 @@ def test_ties_and_pcb_stream_exactly_over_large_bf16_tensors():
     ]
     b, xs = base.float(), [x.float() for x in others]
     weights, densities = [0.3, 0.3, 0.4], [0.5, 0.2, 0.7]
+    released = []
 
     got = generalized_task_arithmetic(
         base,
@@ -279,7 +280,10 @@ def test_ties_and_pcb_stream_exactly_over_large_bf16_tensors():
         consensus=True,
         normalize=True,
         rescale=False,
+        release=lambda start, end: released.append((start, end)),
     )
+    # the driver's page-release hook saw every element after each pass
+    assert sum(end - start for start, end in set(released)) == base.numel()
     deltas = [keep_top(x - b, d) for x, d in zip(xs, densities, strict=True)]
     torch.testing.assert_close(got, b + ties_mix(deltas, weights, True), atol=ATOL, rtol=0)
 
