@@ -124,6 +124,8 @@ class FunctionCallingLoop:
         except ToolArgumentsError:
             arguments = call.arguments  # keep the raw text so the step shows what the model wrote
         tool = self.tools.get(call.name)
+        # The schema as it was at call time, so the debugger shows what was checked.
+        schema_meta = {"schema": tool.parameters} if tool else None
         call_step = step_record(
             trace_id=self.trace_id,
             kind=Step.Kind.TOOL_CALL,
@@ -131,8 +133,7 @@ class FunctionCallingLoop:
             input=arguments,
             parent=model_step,
             tool_call_id=call.id,
-            # The schema as it was at call time, so the debugger shows what was checked.
-            metadata={"schema": tool.parameters} if tool else None,
+            metadata=schema_meta,
         )
 
         def error(name: str, message: str, started=None) -> str:
@@ -145,6 +146,7 @@ class FunctionCallingLoop:
                 parent=call_step,
                 tool_call_id=call.id,
                 started_at=started,
+                metadata=schema_meta,
             )
             return json.dumps({"error": message})
 

@@ -220,6 +220,10 @@ def test_arguments_that_break_the_schema_are_refused_and_explained(scripted_agen
     assert "arguments break the tool's schema" in error.error
     assert "'tz' was unexpected" in error.error
     assert "'tz' was unexpected" in tool_messages(steps[3])[0]["content"]
+    # The debugger shows the schema the arguments were checked against, as it was then.
+    clock = Tool.objects.get(name="clock")
+    assert error.metadata["schema"] == clock.parameters
+    assert error.parent.metadata["schema"] == clock.parameters
     results = [s for s in steps if s.kind == "tool_result"]
     assert [r.output["timezone"] for r in results] == ["Europe/Paris"]
 
