@@ -289,3 +289,13 @@ def test_bf16_inputs_are_merged_in_fp32(tmp_path):
     for name, b in base.items():
         want = ((b.bfloat16().float() + 2.0 * ft[name].bfloat16().float()) / 3.0).bfloat16()
         assert torch.equal(merged[name], want), name
+
+
+def test_device_cuda_runs_where_cuda_exists_and_is_a_clear_error_elsewhere(models):
+    if torch.cuda.is_available():
+        merged = merge(models, ties_config(models), device="cuda")
+        assert set(merged) == set(models.tensors[models.base])
+    else:
+        with pytest.raises(MergeError, match="CUDA is not available"):
+            run(models, ties_config(models), device="cuda")
+        assert leftovers(models) == []
