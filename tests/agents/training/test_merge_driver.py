@@ -270,12 +270,13 @@ def test_slerp_requires_exactly_two_models(models):
         config_parse(data=cfg)
 
 
-def test_bf16_inputs_are_merged_in_fp32(tmp_path):
-    """bf16 inputs: the result is the fp32 merge rounded once to bf16."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_inputs_are_merged_in_fp32(tmp_path, dtype):
+    """bf16/fp16 inputs: the result is the fp32 merge rounded once to the input dtype."""
     base = synthetic_tensors(TINY, seed=1)
     ft = synthetic_tensors(TINY, seed=2, base=base)
-    synthetic_model_write(tmp_path / "base", base, shape=TINY, dtype=torch.bfloat16)
-    synthetic_model_write(tmp_path / "ft", ft, shape=TINY, dtype=torch.bfloat16)
+    synthetic_model_write(tmp_path / "base", base, shape=TINY, dtype=dtype)
+    synthetic_model_write(tmp_path / "ft", ft, shape=TINY, dtype=dtype)
     cfg = {
         "merge_method": "linear",
         "models": [
@@ -287,7 +288,7 @@ def test_bf16_inputs_are_merged_in_fp32(tmp_path):
     out = merge_run(config=config_load(path=tmp_path / "m.yml"), output_dir=tmp_path / "out")
     merged = output_load(out.output_dir)
     for name, b in base.items():
-        want = ((b.bfloat16().float() + 2.0 * ft[name].bfloat16().float()) / 3.0).bfloat16()
+        want = ((b.to(dtype).float() + 2.0 * ft[name].to(dtype).float()) / 3.0).to(dtype)
         assert torch.equal(merged[name], want), name
 
 
