@@ -210,11 +210,13 @@ def stream_select(
         found = []
         for (row, _), (lo, hi) in zip(queries, brackets, strict=True):
             v = values[row]
-            at = ((v >= lo) & (v <= hi)).nonzero().squeeze(1)
+            at_least = v >= lo
+            below = v.numel() - int(torch.count_nonzero(at_least))
+            at = (at_least & (v <= hi)).nonzero().squeeze(1)
             positions = (at + start).to(
                 device="cpu", dtype=torch.int32 if numel < 2**31 else torch.int64
             )
-            found.append((int(torch.count_nonzero(v < lo)), v[at].cpu(), positions))
+            found.append((below, v[at].cpu(), positions))
         return found
 
     parts = _map_chunks(scan, numel, release=release)
