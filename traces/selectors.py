@@ -50,3 +50,30 @@ def steps_for_tree(*, trace_id: uuid.UUID | str) -> list[Step]:
         if step.kind in wanted:
             step.input = inputs.get(step.id)
     return steps
+
+
+def model_call_conversation(*, step: Step) -> list[dict] | None:
+    """The whole conversation a model call was sent.
+
+    Our runner stores on each model call only the messages added since the previous
+    one (``earlier_messages`` says how many came before); this joins the pieces of
+    every model call up to ``step``. Steps that hold the whole list (other sources)
+    are returned as they are; None when the pieces do not add up.
+    """
+    data = step.input if isinstance(step.input, dict) else {}
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        return None
+    if not data.get("earlier_messages"):
+        return messages
+    conversation: list[dict] = []
+    for earlier in (
+        Step.objects.filter(trace_id=step.trace_id, kind=Step.Kind.MODEL_CALL, seq__lt=step.seq)
+        .order_by("seq")
+        .values_list("input", flat=True)
+    ):
+        conversation.extend((earlier or {}).get("messages") or [])
+    conversation = conversation[: data["earlier_messages"]]
+    if len(conversation) != data["earlier_messages"]:
+        return None
+    return conversation + messages

@@ -11,7 +11,7 @@ from tooltrail.api import ApiError, api_view
 
 from .models import Step, Trace
 from .rendering import tree_html
-from .selectors import steps_after, steps_for_tree, trace_list
+from .selectors import model_call_conversation, steps_after, steps_for_tree, trace_list
 from .services import TraceError, step_payload, trace_cancel, trace_payload
 
 API_PAGE = 500
@@ -41,6 +41,19 @@ def trace_list_view(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _step_detail_context(step: Step | None) -> dict:
+    """What the step panel shows beyond the step itself: for a model call, the whole
+    conversation it was sent (the step stores only what was new)."""
+    if step is None or step.kind != Step.Kind.MODEL_CALL:
+        return {"selected": step}
+    conversation = model_call_conversation(step=step)
+    shown = len((step.input or {}).get("messages") or [])
+    return {
+        "selected": step,
+        "conversation": conversation if conversation and len(conversation) > shown else None,
+    }
+
+
 def trace_detail_view(request: HttpRequest, trace_id) -> HttpResponse:
     trace = _get_trace_for_user(request, trace_id)
     steps = steps_for_tree(trace_id=trace.id)
@@ -62,7 +75,7 @@ def trace_detail_view(request: HttpRequest, trace_id) -> HttpResponse:
             ),
             "has_steps": bool(steps),
             "cursor": steps[-1].seq if steps else 0,
-            "selected": selected,
+            **_step_detail_context(selected),
             "can_run": request.user.has_perm("agents.run_agent"),
         },
     )
@@ -74,7 +87,9 @@ def step_detail_view(request: HttpRequest, trace_id, seq: int) -> HttpResponse:
     if step is None:
         raise Http404("no such step")
     if request.htmx:
-        return render(request, "traces/_step_detail.html", {"trace": trace, "selected": step})
+        return render(
+            request, "traces/_step_detail.html", {"trace": trace, **_step_detail_context(step)}
+        )
     return redirect(f"{trace.get_absolute_url()}?step={seq}")
 
 

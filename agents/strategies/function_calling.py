@@ -64,9 +64,18 @@ class FunctionCallingLoop:
             messages.append({"role": "system", "content": self.system_prompt})
         messages.append({"role": "user", "content": user_input})
 
+        # Each model call stores only the messages added since the previous one (the
+        # whole conversation each time would grow a long trace quadratically);
+        # traces.selectors.model_call_conversation puts the whole back together.
+        sent, previous_seq = 0, None
         for _turn in range(self.max_steps):
             self._check_cancel()
             started = timezone.now()
+            new_input = {
+                "messages": messages[sent:],
+                "earlier_messages": sent,
+                "earlier_from_step": previous_seq,
+            }
             try:
                 reply = self.backend.complete(messages, self.tool_specs)
             except ModelError as exc:
@@ -74,7 +83,7 @@ class FunctionCallingLoop:
                     trace_id=self.trace_id,
                     kind=Step.Kind.ERROR,
                     name="model_error",
-                    input={"messages": messages},
+                    input=new_input,
                     error=str(exc),
                     started_at=started,
                 )
@@ -83,16 +92,14 @@ class FunctionCallingLoop:
                 trace_id=self.trace_id,
                 kind=Step.Kind.MODEL_CALL,
                 name=reply.model or "model",
-                input={
-                    "messages": list(messages),
-                    "tools": [t["function"]["name"] for t in self.tool_specs],
-                },
+                input={**new_input, "tools": [t["function"]["name"] for t in self.tool_specs]},
                 output=reply.as_output(),
                 started_at=started,
                 ended_at=timezone.now(),
                 prompt_tokens=reply.prompt_tokens,
                 completion_tokens=reply.completion_tokens,
             )
+            sent, previous_seq = len(messages), model_step.seq
             messages.append(reply.as_message())
             if not reply.tool_calls:
                 step_record(

@@ -339,3 +339,35 @@ def test_a_run_whose_agent_was_deleted_fails_clearly(scripted_agent):
     finished = trace_run(trace_id=trace.id)
     assert finished.status == Trace.Status.FAILED
     assert finished.error == "the trace's agent no longer exists"
+
+
+def test_each_model_call_stores_only_new_messages_and_the_whole_conversation_comes_back(
+    scripted_agent,
+):
+    from traces.selectors import model_call_conversation
+
+    turns = [
+        {"tool_calls": [{"name": "calculator", "arguments": {"expression": f"{n} + 1"}}]}
+        for n in range(4)
+    ]
+    agent = scripted_agent([*turns, answer("five")])
+    agent.system_prompt = "Be brief."
+    agent.save()
+    trace, steps = run(agent, "count up")
+
+    assert trace.status == Trace.Status.SUCCEEDED
+    calls = [s for s in steps if s.kind == Step.Kind.MODEL_CALL]
+    # What each call stores stays the same size however long the run gets: the
+    # previous reply and its tool result, never the whole history again.
+    assert [len(c.input["messages"]) for c in calls] == [2, 2, 2, 2, 2]
+    assert [c.input["earlier_messages"] for c in calls] == [0, 2, 4, 6, 8]
+    whole = model_call_conversation(step=calls[-1])
+    assert [m["role"] for m in whole] == ["system", "user"] + ["assistant", "tool"] * 4
+    assert whole[1] == {"role": "user", "content": "count up"}
+    assert [json.loads(m["content"])["result"] for m in whole if m["role"] == "tool"] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert model_call_conversation(step=calls[0]) == calls[0].input["messages"]

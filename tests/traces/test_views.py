@@ -271,3 +271,37 @@ def test_a_live_step_lands_under_its_parent_with_markup_escaped(recorded_trace):
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'data-cursor="3"' in html
+
+
+def test_a_later_model_call_shows_the_whole_conversation_it_was_sent(
+    client, viewer, recorded_trace
+):
+    from traces.models import Step
+    from traces.services import step_record
+
+    trace, (model, *_rest) = recorded_trace
+    later = step_record(
+        trace_id=trace.id,
+        kind=Step.Kind.MODEL_CALL,
+        name="scripted",
+        input={
+            "messages": [
+                {"role": "assistant", "content": "calling echo"},
+                {"role": "tool", "tool_call_id": "c1", "content": "<i>echoed</i>"},
+            ],
+            "earlier_messages": 1,
+            "earlier_from_step": model.seq,
+        },
+        output={"content": "done"},
+    )
+
+    html = client.get(
+        f"/traces/{trace.id}/steps/{later.seq}/", HTTP_HX_REQUEST="true"
+    ).content.decode()
+
+    assert "Input (new since the previous model call)" in html
+    assert "Whole conversation sent to the model (3 messages)" in html
+    assert "Say &lt;b&gt;hi&lt;/b&gt;" in html  # the first message, from step #1
+    assert "<i>echoed</i>" not in html
+    first = client.get(f"/traces/{trace.id}/steps/{model.seq}/", HTTP_HX_REQUEST="true")
+    assert "Whole conversation" not in first.content.decode()
