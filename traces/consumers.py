@@ -167,6 +167,3 @@ class TraceListConsumer(_AuthenticatedConsumer):
 
     async def trace_listed(self, event: dict) -> None:
         await self._forward(event)
-
-
-__all__ = ["TraceConsumer", "TraceListConsumer", "trace_payload"]
