@@ -10,6 +10,7 @@ system prompt and a call is read back from ``<tool_call>{...}</tool_call>`` in t
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
 import threading
@@ -23,6 +24,17 @@ from .base import ModelError, ModelReply, ToolCallRequest
 
 _models: dict[tuple[str, int, int], Any] = {}
 _lock = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free the models while the interpreter is whole: left to ``Llama.__del__`` at
+    shutdown, llama-cpp-python finds its own module globals gone and prints a traceback."""
+    with _lock:
+        while _models:
+            _, model = _models.popitem()
+            model.close()
+
 
 TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
