@@ -14,6 +14,7 @@ import threading
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models import Q
 
 from agents.llm import ModelError, backend_for
 from agents.models import Agent
@@ -68,13 +69,28 @@ def trace_run(*, trace_id) -> Trace | None:
         return None
 
     def should_stop() -> bool:
-        return Trace.objects.filter(pk=trace_id, cancel_requested=True).exists()
+        # A cancel request, or the trace ended elsewhere (reaped as lost while this
+        # worker was stalled): either way this run must not write on.
+        return (
+            Trace.objects.filter(pk=trace_id)
+            .filter(Q(cancel_requested=True) | Q(status__in=Trace.FINISHED))
+            .exists()
+        )
+
+    agent = (
+        Agent.objects.select_related("endpoint", "toolset")
+        .filter(pk=trace.metadata.get("agent_id"))
+        .first()
+    )
+    if agent is None:
+        return trace_finish(
+            trace_id=trace_id,
+            status=Trace.Status.FAILED,
+            error="the trace's agent no longer exists",
+        )
 
     with Heartbeat(trace_id):
         try:
-            agent = Agent.objects.select_related("endpoint", "toolset").get(
-                pk=trace.metadata["agent_id"]
-            )
             strategy = STRATEGIES[agent.strategy](
                 trace_id=trace_id,
                 backend=backend_for(agent.endpoint),
@@ -88,13 +104,13 @@ def trace_run(*, trace_id) -> Trace | None:
             return trace_finish(
                 trace_id=trace_id, status=Trace.Status.CANCELLED, error="cancelled by a user"
             )
-        except (Agent.DoesNotExist, KeyError):
-            return trace_finish(
-                trace_id=trace_id,
-                status=Trace.Status.FAILED,
-                error="the trace's agent no longer exists",
-            )
+        except TraceError as exc:
+            # The trace was closed under the run (see should_stop); its ending stands.
+            logger.warning("run of trace %s stopped: %s", trace_id, exc)
+            return Trace.objects.get(pk=trace_id)
         except ModelError as exc:
+            # Raised building the backend (a missing API key, no model file); errors of
+            # the calls themselves are recorded by the strategy.
             step_record(trace_id=trace_id, kind=Step.Kind.ERROR, name="model_error", error=str(exc))
             return trace_finish(trace_id=trace_id, status=Trace.Status.FAILED, error=str(exc))
         except Exception as exc:

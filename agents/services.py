@@ -14,6 +14,10 @@ class RunError(Exception):
     """A run cannot be started or cancelled; the message says why."""
 
 
+class EnqueueError(RunError):
+    """The task queue (the broker) cannot be reached."""
+
+
 def agent_run_start(*, agent: Agent, input: str, user=None) -> Trace:
     """Create a queued trace and enqueue its run on the ``agents`` queue after commit.
 
@@ -47,7 +51,7 @@ def agent_run_start(*, agent: Agent, input: str, user=None) -> Trace:
                     status=Trace.Status.FAILED,
                     error=f"could not enqueue the run: {exc}",
                 )
-                raise RunError(f"could not reach the task queue: {exc}") from exc
+                raise EnqueueError(f"could not reach the task queue: {exc}") from exc
 
         # After commit, so a worker never looks for a trace it cannot see yet (also
         # when a caller wraps this in a transaction of its own).

@@ -8,10 +8,3 @@ def agent_run_task(trace_id: str) -> None:
     from agents.runner import trace_run
 
     trace_run(trace_id=trace_id)
-
-
-@shared_task(name="agents.tasks.traces_reap_task", ignore_result=True)
-def traces_reap_task() -> None:
-    from traces.services import traces_reap_stale
-
-    traces_reap_stale()

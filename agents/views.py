@@ -3,14 +3,16 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from toolsapp.selectors import toolset_tools
 from tooltrail.api import ApiError, api_view, json_body
 from traces.selectors import trace_list
 from traces.services import trace_payload
 
 from .models import Agent
-from .services import RunError, agent_run_start
+from .services import EnqueueError, RunError, agent_run_start
 
 
 def agent_list_view(request: HttpRequest) -> HttpResponse:
@@ -26,7 +28,7 @@ def agent_detail_view(request: HttpRequest, slug: str) -> HttpResponse:
         "agents/agent_detail.html",
         {
             "agent": agent,
-            "tools": agent.toolset.tools.all() if agent.toolset else [],
+            "tools": toolset_tools(toolset=agent.toolset),
             "recent": recent,
             "can_run": request.user.has_perm("agents.run_agent"),
         },
@@ -61,9 +63,13 @@ def api_runs(request: HttpRequest) -> JsonResponse:
         raise ApiError('"input" must be a string')
     try:
         trace = agent_run_start(agent=agent, input=body["input"], user=request.user)
+    except EnqueueError as exc:
+        raise ApiError(str(exc), status=503) from exc
     except RunError as exc:
-        raise ApiError(str(exc), status=503 if "queue" in str(exc) else 400) from exc
+        raise ApiError(str(exc)) from exc
     payload = trace_payload(trace)
     payload["url"] = request.build_absolute_uri(trace.get_absolute_url())
-    payload["steps_url"] = request.build_absolute_uri(f"/api/traces/{trace.id}/steps")
+    payload["steps_url"] = request.build_absolute_uri(
+        reverse("traces:api_trace_steps", args=[trace.id])
+    )
     return JsonResponse(payload, status=201)

@@ -39,6 +39,19 @@ _FUNCTIONS = {
 _CONSTANTS = {"pi": math.pi, "e": math.e}
 
 
+# Integer arithmetic is exact and unbounded in Python, and a big power holds the GIL
+# for as long as it takes (no timeout can stop it): results are capped by size.
+MAX_INT_BITS = 4096
+
+
+def _check_power(base: float, exponent: float) -> None:
+    if abs(exponent) > 1000:
+        raise ValueError("exponent too large")
+    exact = isinstance(base, int) and isinstance(exponent, int)
+    if exact and exponent > 0 and abs(base) > 1 and base.bit_length() * exponent > MAX_INT_BITS:
+        raise ValueError(f"result too large (over {MAX_INT_BITS} bits)")
+
+
 def _evaluate(node: ast.AST) -> float:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body)
@@ -50,9 +63,15 @@ def _evaluate(node: ast.AST) -> float:
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > 1000:
-            raise ValueError("exponent too large")
-        return _BINARY[type(node.op)](left, right)
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
+        try:
+            result = _BINARY[type(node.op)](left, right)
+        except OverflowError as exc:
+            raise ValueError("result too large for a floating-point number") from exc
+        if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
+            raise ValueError(f"result too large (over {MAX_INT_BITS} bits)")
+        return result
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_evaluate(node.operand))
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
@@ -11,6 +12,7 @@ from django.utils import timezone
 from .models import ApiToken, token_hash
 
 TOKEN_PREFIX = "tt_"
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 # Role → permissions (app_label.codename). Admins are superusers and also get the group.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
@@ -67,7 +69,11 @@ def api_token_authenticate(*, raw: str):
     )
     if token is None or not token.user.is_active:
         return None
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    # At most one write a minute per token: a client polling every 500 ms must not
+    # queue for the write lock (all of SQLite's) on every request.
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
 
 

@@ -25,7 +25,7 @@ from tooltrail.services import api_token_authenticate
 from .broadcast import TRACE_LIST_GROUP, trace_group
 from .models import Trace
 from .rendering import step_live_html
-from .selectors import steps_after
+from .selectors import steps_after, trace_get_for_user
 from .services import step_payload, trace_payload
 
 CATCH_UP_BATCH = 200
@@ -50,7 +50,8 @@ class _AuthenticatedConsumer(AsyncWebsocketConsumer):
 
 class TraceConsumer(_AuthenticatedConsumer):
     async def connect(self) -> None:
-        if await self._user() is None:
+        user = await self._user()
+        if user is None:
             await self.close(code=4401)
             return
         try:
@@ -64,7 +65,9 @@ class TraceConsumer(_AuthenticatedConsumer):
             self.cursor = max(0, int(query.get("after", "0") or 0))
         except ValueError:
             self.cursor = 0
-        if not await database_sync_to_async(Trace.objects.filter(pk=self.trace_id).exists)():
+        try:
+            await database_sync_to_async(trace_get_for_user)(user=user, trace_id=self.trace_id)
+        except Trace.DoesNotExist:
             await self.close(code=4404)
             return
         self.group = trace_group(self.trace_id)
@@ -149,7 +152,13 @@ class TraceListConsumer(_AuthenticatedConsumer):
         if await self._user() is None:
             await self.close(code=4401)
             return
-        self.as_json = self._query().get("format") == "json"
+        query = self._query()
+        self.as_json = query.get("format") == "json"
+        # What the page shows: a new run is announced only where it would be listed
+        # (the first page, matching the filters).
+        self.status_filter = query.get("status", "")
+        self.agent_filter = query.get("agent", "")
+        self.first_page = query.get("page", "1") in ("", "1")
         await self.channel_layer.group_add(TRACE_LIST_GROUP, self.channel_name)
         await self.accept()
 
@@ -166,4 +175,11 @@ class TraceListConsumer(_AuthenticatedConsumer):
         await self._forward(event)
 
     async def trace_listed(self, event: dict) -> None:
+        trace = event["trace"]
+        if not self.first_page:
+            return
+        if self.status_filter and trace["status"] != self.status_filter:
+            return
+        if self.agent_filter and trace["agent_slug"] != self.agent_filter:
+            return
         await self._forward(event)

@@ -64,10 +64,13 @@ def step_node_html(
     seq = step.seq
     extra = " is-new" if new else (" is-selected" if seq == selected_seq else "")
     url = f"{url_prefix or _detail_url_prefix(step.trace_id)}{seq}/"
+    # kind and status are checked values when our services write them; escaped anyway,
+    # since a step may come from an outside exporter one day.
+    kind, status = escape(step.kind), escape(step.status)
     return (
-        f'<li class="step kind-{step.kind} status-{step.status}{extra}" id="step-{seq}" data-seq="{seq}"'
-        f' data-kind="{step.kind}"><a class="step-head" href="?step={seq}" hx-get="{url}">'
-        f'<span class="seq">#{seq}</span><span class="kind">{_KIND_LABELS.get(step.kind, step.kind)}</span>'
+        f'<li class="step kind-{kind} status-{status}{extra}" id="step-{seq}" data-seq="{seq}"'
+        f' data-kind="{kind}"><a class="step-head" href="?step={seq}" hx-get="{url}">'
+        f'<span class="seq">#{seq}</span><span class="kind">{_KIND_LABELS.get(step.kind, kind)}</span>'
         f'<span class="name">{escape(step.name)}</span>'
         f'<span class="summary-text">{escape(step_summary(step))}</span>'
         f'<span class="dur">{duration_text(step.duration_ms)}</span></a>'

@@ -9,7 +9,14 @@ from django.db.models import QuerySet
 from .models import Step, Trace
 
 
-def trace_get(*, trace_id: uuid.UUID | str) -> Trace:
+def trace_get_for_user(*, user, trace_id: uuid.UUID | str) -> Trace:
+    """The trace, if ``user`` may read it (raises Trace.DoesNotExist otherwise).
+
+    Every signed-in role reads every trace today; this is the one place the pages,
+    the API and the websockets ask, so narrowing it later narrows them all.
+    """
+    if user is None or not user.is_authenticated:
+        raise Trace.DoesNotExist("sign in to read traces")
     return Trace.objects.get(pk=trace_id)
 
 
@@ -20,6 +27,11 @@ def trace_list(*, status: str | None = None, agent_slug: str | None = None) -> Q
     if agent_slug:
         qs = qs.filter(agent_slug=agent_slug)
     return qs.order_by("-created_at")
+
+
+def step_get(*, trace_id: uuid.UUID | str, seq: int) -> Step | None:
+    """One step by its number, with its parent (the detail panel names it)."""
+    return Step.objects.filter(trace_id=trace_id, seq=seq).select_related("parent").first()
 
 
 def steps_after(

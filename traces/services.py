@@ -159,6 +159,9 @@ def step_record(
             .only("id", "step_count", "status", "prompt_tokens", "completion_tokens", "started_at")
             .get(pk=trace_id)
         )
+        if trace.is_finished:
+            # The run ended elsewhere (cancelled, or reaped as lost): its record is closed.
+            raise TraceError(f"trace {trace.id} is already {trace.status}; it takes no more steps")
         if parent is not None:
             if parent.trace_id != trace.id:
                 raise TraceError("a step's parent must belong to the same trace")
@@ -187,30 +190,30 @@ def step_record(
             completion_tokens=F("completion_tokens") + completion_tokens,
             heartbeat_at=now,
         )
-        payload = step_payload(step)
-        # Both forms are finished text: every listening socket sends them as they are,
-        # rather than each decoding a nested payload and encoding its own JSON.
-        html = step_live_html(step) + totals_oob_html(
-            step_count=seq,
-            prompt_tokens=trace.prompt_tokens + prompt_tokens,
-            completion_tokens=trace.completion_tokens + completion_tokens,
-            duration_ms=(now - trace.started_at).total_seconds() * 1000
-            if trace.started_at
-            else None,
+    # The message is built after the lock is released (on SQLite, the database-wide
+    # write lock); on_commit still waits for a caller's outer transaction, if any.
+    payload = step_payload(step)
+    # Both forms are finished text: every listening socket sends them as they are,
+    # rather than each decoding a nested payload and encoding its own JSON.
+    html = step_live_html(step) + totals_oob_html(
+        step_count=seq,
+        prompt_tokens=trace.prompt_tokens + prompt_tokens,
+        completion_tokens=trace.completion_tokens + completion_tokens,
+        duration_ms=(now - trace.started_at).total_seconds() * 1000 if trace.started_at else None,
+    )
+    message = {"type": "step.created", "seq": seq, "html": html}
+
+    def stamp() -> None:
+        # Stamped in the on-commit callback, so it is the moment the step became
+        # durable; the latency benchmark measures from here to the browser.
+        message["committed_at"] = time.time()
+        message["json"] = json.dumps(
+            {"type": "step", "step": payload, "committed_at": message["committed_at"]},
+            default=str,
         )
-        message = {"type": "step.created", "seq": seq, "html": html}
 
-        def stamp() -> None:
-            # Stamped inside the on-commit callback, so it is the moment the step became
-            # durable; the latency benchmark measures from here to the browser.
-            message["committed_at"] = time.time()
-            message["json"] = json.dumps(
-                {"type": "step", "step": payload, "committed_at": message["committed_at"]},
-                default=str,
-            )
-
-        transaction.on_commit(stamp)
-        group_send_on_commit(trace_group(trace.id), message)
+    transaction.on_commit(stamp)
+    group_send_on_commit(trace_group(trace.id), message)
     return step
 
 
@@ -255,10 +258,13 @@ def trace_cancel(*, trace_id: uuid.UUID | str) -> Trace:
             raise TraceError(f"trace is already {trace.status}")
         trace.cancel_requested = True
         trace.save(update_fields=["cancel_requested"])
-    if trace.status == Trace.Status.QUEUED:
-        return trace_finish(
-            trace_id=trace.id, status=Trace.Status.CANCELLED, error="cancelled before it started"
-        )
+        # Decided under the same lock: a worker cannot start it in between.
+        if trace.status == Trace.Status.QUEUED:
+            return trace_finish(
+                trace_id=trace.id,
+                status=Trace.Status.CANCELLED,
+                error="cancelled before it started",
+            )
     return trace
 
 
@@ -274,15 +280,15 @@ def traces_reap_stale(*, stale_after: float | None = None) -> list[Trace]:
         with transaction.atomic():
             trace = Trace.objects.select_for_update().get(pk=trace_id)
             if trace.status != Trace.Status.RUNNING or trace.heartbeat_at >= cutoff:
-                continue
-            last = trace.heartbeat_at
+                continue  # it finished, or beat again, since the list was read
             worker = trace.worker or "unknown worker"
-        reaped.append(
-            trace_finish(
-                trace_id=trace_id,
-                status=Trace.Status.FAILED,
-                error=f"worker lost: {worker} sent no heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC "
-                f"({seconds:g} s limit); the run was abandoned with {trace.step_count} saved steps",
+            reaped.append(
+                trace_finish(
+                    trace_id=trace_id,
+                    status=Trace.Status.FAILED,
+                    error=f"worker lost: {worker} sent no heartbeat since "
+                    f"{trace.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC ({seconds:g} s limit); "
+                    f"the run was abandoned with {trace.step_count} saved steps",
+                )
             )
-        )
     return reaped

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
@@ -11,21 +13,32 @@ from tooltrail.api import ApiError, api_view
 
 from .models import Step, Trace
 from .rendering import tree_html
-from .selectors import model_call_conversation, steps_after, steps_for_tree, trace_list
+from .selectors import (
+    model_call_conversation,
+    step_get,
+    steps_after,
+    steps_for_tree,
+    trace_get_for_user,
+    trace_list,
+)
 from .services import TraceError, step_payload, trace_cancel, trace_payload
 
 API_PAGE = 500
 
 
 def _get_trace_for_user(request: HttpRequest, trace_id) -> Trace:
-    """Every signed-in role may read every trace; the one place to narrow that later."""
-    return get_object_or_404(Trace, pk=trace_id)
+    try:
+        return trace_get_for_user(user=request.user, trace_id=trace_id)
+    except Trace.DoesNotExist:
+        raise Http404("no such trace") from None
 
 
 def trace_list_view(request: HttpRequest) -> HttpResponse:
-    status = request.GET.get("status") or None
-    qs = trace_list(status=status, agent_slug=request.GET.get("agent") or None)
+    status = request.GET.get("status") or ""
+    agent = request.GET.get("agent") or ""
+    qs = trace_list(status=status or None, agent_slug=agent or None)
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    filters = urlencode({k: v for k, v in (("status", status), ("agent", agent)) if v})
     template = "traces/trace_list.html"
     if request.htmx:
         template += "#rows"
@@ -35,8 +48,12 @@ def trace_list_view(request: HttpRequest) -> HttpResponse:
         {
             "page": page,
             "traces": page.object_list,
-            "status": status or "",
+            "status": status,
+            "agent": agent,
             "statuses": Trace.Status.choices,
+            "filters": filters,
+            # The list socket needs the filters and page to know which new runs belong here.
+            "ws_query": urlencode({"status": status, "agent": agent, "page": page.number}),
         },
     )
 
@@ -59,11 +76,7 @@ def trace_detail_view(request: HttpRequest, trace_id) -> HttpResponse:
     steps = steps_for_tree(trace_id=trace.id)
     selected = None
     if request.GET.get("step", "").isdigit():
-        selected = (
-            Step.objects.filter(trace=trace, seq=int(request.GET["step"]))
-            .select_related("parent")
-            .first()
-        )
+        selected = step_get(trace_id=trace.id, seq=int(request.GET["step"]))
     return render(
         request,
         "traces/trace_detail.html",
@@ -83,7 +96,7 @@ def trace_detail_view(request: HttpRequest, trace_id) -> HttpResponse:
 
 def step_detail_view(request: HttpRequest, trace_id, seq: int) -> HttpResponse:
     trace = _get_trace_for_user(request, trace_id)
-    step = Step.objects.filter(trace=trace, seq=seq).select_related("parent").first()
+    step = step_get(trace_id=trace.id, seq=seq)
     if step is None:
         raise Http404("no such step")
     if request.htmx:

@@ -126,9 +126,11 @@ class FunctionCallingLoop:
 
     def _run_call(self, call, model_step: Step) -> str:
         """Record and run one tool call; return what the model gets to read."""
+        parse_error: ToolArgumentsError | None = None
         try:
             arguments: Any = arguments_parse(call.arguments)
-        except ToolArgumentsError:
+        except ToolArgumentsError as exc:
+            parse_error = exc
             arguments = call.arguments  # keep the raw text so the step shows what the model wrote
         tool = self.tools.get(call.name)
         # The schema as it was at call time, so the debugger shows what was checked.
@@ -162,11 +164,8 @@ class FunctionCallingLoop:
             return error(
                 "unknown_tool", f"there is no tool named {call.name!r}; available tools: {known}"
             )
-        if not isinstance(arguments, dict):
-            try:
-                arguments_parse(call.arguments)
-            except ToolArgumentsError as exc:
-                return error("invalid_arguments", str(exc))
+        if parse_error is not None:
+            return error("invalid_arguments", str(parse_error))
         started = timezone.now()
         try:
             result = tool_execute(tool=tool, arguments=arguments)

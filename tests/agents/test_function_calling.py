@@ -14,7 +14,7 @@ from django.db import connection
 from agents.runner import trace_run
 from toolsapp.models import Tool, Toolset
 from traces.models import Step, Trace
-from traces.services import trace_cancel, trace_create
+from traces.services import trace_cancel, trace_create, trace_finish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,6 +29,18 @@ def cancel_running_traces(**arguments):
         return {"cancelled": True}
     finally:
         connection.close()  # this ran in the executor's thread, on its own connection
+
+
+def fail_running_traces(**arguments):
+    """A real python tool: the reaper declares the run lost while it is still going."""
+    try:
+        for trace_id in Trace.objects.filter(status=Trace.Status.RUNNING).values_list(
+            "id", flat=True
+        ):
+            trace_finish(trace_id=trace_id, status=Trace.Status.FAILED, error="worker lost")
+        return {"reaped": True}
+    finally:
+        connection.close()
 
 
 def start(agent, text: str = "Please help") -> Trace:
@@ -371,3 +383,26 @@ def test_each_model_call_stores_only_new_messages_and_the_whole_conversation_com
         4,
     ]
     assert model_call_conversation(step=calls[0]) == calls[0].input["messages"]
+
+
+def test_a_run_whose_trace_was_ended_elsewhere_writes_nothing_more(scripted_agent):
+    Tool.objects.create(
+        name="reaper",
+        description="ends the running trace",
+        parameters={"type": "object"},
+        config={"callable": f"{__name__}:fail_running_traces"},
+    )
+    agent = scripted_agent(
+        [
+            {"tool_calls": [{"name": "reaper", "arguments": {}}]},
+            {"tool_calls": [{"name": "calculator", "arguments": {"expression": "1+1"}}]},
+            answer("too late"),
+        ]
+    )
+    agent.toolset.tools.add(Tool.objects.get(name="reaper"))
+
+    trace, steps = run(agent)
+
+    assert (trace.status, trace.error, trace.output) == ("failed", "worker lost", "")
+    # The call that ran is recorded up to the moment the trace closed; nothing after.
+    assert [s.kind for s in steps] == ["model_call", "tool_call"]

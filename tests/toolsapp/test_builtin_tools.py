@@ -28,6 +28,20 @@ def test_the_calculator_refuses_huge_exponents():
         calculator("9 ** 99999")
 
 
+@pytest.mark.parametrize(
+    "expression",
+    ["((10**999)**999)**999", "10**300 * 10**300 * 10**300 * 10**300 * 10**300", "2.5 ** 1000.0"],
+)
+def test_the_calculator_refuses_results_too_large_to_compute_quickly(expression):
+    # Exact big-integer powers hold the GIL for minutes; no timeout could stop them.
+    with pytest.raises(ValueError, match="too large"):
+        calculator(expression)
+
+
+def test_the_calculator_still_computes_big_but_reasonable_powers():
+    assert calculator("2**1000")["result"] == 2**1000
+
+
 def test_the_calculator_reports_text_that_is_not_an_expression():
     with pytest.raises(ValueError, match="not an arithmetic expression"):
         calculator("2 +")

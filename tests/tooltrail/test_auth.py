@@ -98,3 +98,32 @@ def test_an_anonymous_json_client_gets_401_not_a_login_page(client):
     response = client.get("/traces/", HTTP_ACCEPT="application/json")
     assert response.status_code == 401
     assert response.json() == {"error": "authentication required"}
+
+
+def test_an_api_path_without_credentials_is_refused_even_where_no_view_exists(client):
+    # The middleware fails closed for /api/: no route, no decorator, still 401, not 404.
+    response = client.get("/api/not-a-route")
+    assert response.status_code == 401
+    assert "Bearer" in response.json()["error"]
+
+
+def test_using_a_token_stamps_last_used_at_most_once_a_minute(make_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    token, raw = api_token_create(user=make_user("poller"))
+    assert api_token_authenticate(raw=raw) is not None
+    token.refresh_from_db()
+    first = token.last_used_at
+    assert first is not None
+
+    api_token_authenticate(raw=raw)
+    token.refresh_from_db()
+    assert token.last_used_at == first  # a poll a moment later writes nothing
+
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - timedelta(minutes=2))
+    api_token_authenticate(raw=raw)
+    token.refresh_from_db()
+    assert token.last_used_at > first - timedelta(seconds=1)
+    assert token.last_used_at <= timezone.now()

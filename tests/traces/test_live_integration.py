@@ -345,20 +345,28 @@ def test_the_trace_list_socket_announces_a_new_run_and_each_status_change(
     stack, api, token, scripted_agent
 ):
     agent = scripted_agent(slow_script(1, delay_ms=50))
+    headers = {"Authorization": f"Bearer {token}"}
 
-    async def watch() -> tuple[str, list[str], str]:
+    async def watch() -> tuple[str, list[str], list[str], str]:
         statuses: list[str] = []
+        filtered: list[str] = []
         async with (
             connect(
                 f"{stack.ws_url}/ws/traces/?format=json",
                 origin=stack.base_url,
-                additional_headers={"Authorization": f"Bearer {token}"},
+                additional_headers=headers,
                 open_timeout=10,
             ) as ws,
             connect(
+                f"{stack.ws_url}/ws/traces/?format=json&status=failed",
+                origin=stack.base_url,
+                additional_headers=headers,
+                open_timeout=10,
+            ) as failed_only,
+            connect(
                 f"{stack.ws_url}/ws/traces/",
                 origin=stack.base_url,
-                additional_headers={"Authorization": f"Bearer {token}"},
+                additional_headers=headers,
                 open_timeout=10,
             ) as html_ws,
         ):
@@ -368,12 +376,19 @@ def test_the_trace_list_socket_announces_a_new_run_and_each_status_change(
                     data = json.loads(await ws.recv())
                     if data["trace"]["id"] == trace_id:
                         statuses.append(data["trace"]["status"])
+                while not filtered or filtered[-1] not in FINISHED:
+                    data = json.loads(await failed_only.recv())
+                    if data["trace"]["id"] == trace_id:
+                        filtered.append(data["trace"]["status"])
                 first_html = await html_ws.recv()
-        return trace_id, statuses, first_html
+        return trace_id, statuses, filtered, first_html
 
-    trace_id, statuses, first_html = asyncio.run(watch())
+    trace_id, statuses, filtered, first_html = asyncio.run(watch())
 
     assert statuses == ["queued", "running", "succeeded"]
+    # A page showing only failed runs is not handed the new (queued) row, but still
+    # hears of the changes of rows it might show.
+    assert filtered == ["running", "succeeded"]
     # The page's first message inserts the new row at the top of the table.
     assert 'hx-swap-oob="afterbegin:#trace-rows"' in first_html
     assert f'id="trace-row-{trace_id}"' in first_html

@@ -102,6 +102,18 @@ def test_finishing_records_the_outcome_once():
     assert again.ended_at == done.ended_at
 
 
+def test_a_finished_trace_takes_no_more_steps():
+    trace = running()
+    step_record(trace_id=trace.id, kind=Step.Kind.MODEL_CALL, name="m")
+    trace_finish(trace_id=trace.id, status="failed", error="worker lost")
+
+    with pytest.raises(TraceError, match="already failed"):
+        step_record(trace_id=trace.id, kind=Step.Kind.FINAL, name="late answer")
+    trace.refresh_from_db()
+    assert trace.step_count == 1
+    assert list(trace.steps.values_list("name", flat=True)) == ["m"]
+
+
 def test_finishing_needs_a_finished_status():
     trace = running()
     with pytest.raises(TraceError, match="'running' is not a finished status"):

@@ -305,3 +305,16 @@ def test_a_later_model_call_shows_the_whole_conversation_it_was_sent(
     assert "<i>echoed</i>" not in html
     first = client.get(f"/traces/{trace.id}/steps/{model.seq}/", HTTP_HX_REQUEST="true")
     assert "Whole conversation" not in first.content.decode()
+
+
+def test_the_trace_list_pages_keep_the_filters(client, viewer):
+    for n in range(51):
+        trace_create(name=f"run {n}", input="x", agent_slug="demo")
+    trace_create(name="other agent", input="x", agent_slug="other")
+
+    html = client.get("/traces/?agent=demo&status=queued").content.decode()
+
+    assert "Page 1 of 2" in html
+    assert 'href="?page=2&amp;status=queued&amp;agent=demo"' in html
+    assert 'ws-connect="/ws/traces/?status=queued&amp;agent=demo&amp;page=1"' in html
+    assert "other agent" not in html

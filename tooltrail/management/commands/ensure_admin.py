@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
+from tooltrail.services import roles_sync
+
 
 class Command(BaseCommand):
     help = "Create the admin login if there is none (password from TOOLTRAIL_ADMIN_PASSWORD, else printed once)."
@@ -20,8 +22,8 @@ class Command(BaseCommand):
             return
         password = os.environ.get("TOOLTRAIL_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         user = User.objects.create_superuser(username=username, email="", password=password)
-        group, _ = Group.objects.get_or_create(name="admin")
-        user.groups.add(group)
+        roles_sync()
+        user.groups.add(Group.objects.get(name="admin"))
         if os.environ.get("TOOLTRAIL_ADMIN_PASSWORD"):
             self.stdout.write(f"Admin login: {username} (password from TOOLTRAIL_ADMIN_PASSWORD)")
         else:
