@@ -44,7 +44,8 @@ def agent_run_start(*, agent: Agent, input: str, user=None) -> Trace:
 
         def enqueue() -> None:
             try:
-                agent_run_task.apply_async(args=[str(trace.id)], queue="agents", retry=False)
+                # The queue comes from CELERY_TASK_ROUTES.
+                agent_run_task.apply_async(args=[str(trace.id)], retry=False)
             except Exception as exc:
                 trace_finish(
                     trace_id=trace.id,

@@ -3,7 +3,8 @@
 from celery import shared_task
 
 
-@shared_task(name="agents.tasks.agent_run_task", acks_late=True, ignore_result=True)
+# acks_late, ignore_result and the agents queue come from settings (CELERY_*).
+@shared_task(name="agents.tasks.agent_run_task")
 def agent_run_task(trace_id: str) -> None:
     from agents.runner import trace_run
 

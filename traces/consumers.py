@@ -29,10 +29,23 @@ from .selectors import steps_after, trace_get_for_user
 from .services import step_payload, trace_payload
 
 CATCH_UP_BATCH = 200
-LIVE_EVENTS = {"step.created": "step_created", "trace.updated": "trace_updated"}
+LIVE_EVENTS = {
+    "step.created": "step_created",
+    "trace.updated": "trace_updated",
+    "trace.listed": "trace_listed",
+}
 
 
 class _AuthenticatedConsumer(AsyncWebsocketConsumer):
+    async def dispatch(self, message: dict) -> None:
+        # Channels closes stale database connections before every handler, a thread hop
+        # per message per socket. Live events touch the database only through
+        # database_sync_to_async (a gap to fill), which does that clean-up itself.
+        if message["type"] in LIVE_EVENTS:
+            await getattr(self, LIVE_EVENTS[message["type"]])(message)
+        else:
+            await super().dispatch(message)
+
     async def _user(self):
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
@@ -77,15 +90,6 @@ class TraceConsumer(_AuthenticatedConsumer):
         await self.accept()
         await self._catch_up()
         await self._send_trace_state()
-
-    async def dispatch(self, message: dict) -> None:
-        # Channels closes stale database connections before every handler, a thread hop
-        # per message per socket. Live events touch the database only through
-        # database_sync_to_async (a gap to fill), which does that clean-up itself.
-        if message["type"] in LIVE_EVENTS:
-            await getattr(self, LIVE_EVENTS[message["type"]])(message)
-        else:
-            await super().dispatch(message)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):

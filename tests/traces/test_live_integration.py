@@ -347,28 +347,21 @@ def test_the_trace_list_socket_announces_a_new_run_and_each_status_change(
     agent = scripted_agent(slow_script(1, delay_ms=50))
     headers = {"Authorization": f"Bearer {token}"}
 
+    def list_socket(query: str):
+        return connect(
+            f"{stack.ws_url}/ws/traces/{query}",
+            origin=stack.base_url,
+            additional_headers=headers,
+            open_timeout=10,
+        )
+
     async def watch() -> tuple[str, list[str], list[str], str]:
         statuses: list[str] = []
         filtered: list[str] = []
         async with (
-            connect(
-                f"{stack.ws_url}/ws/traces/?format=json",
-                origin=stack.base_url,
-                additional_headers=headers,
-                open_timeout=10,
-            ) as ws,
-            connect(
-                f"{stack.ws_url}/ws/traces/?format=json&status=failed",
-                origin=stack.base_url,
-                additional_headers=headers,
-                open_timeout=10,
-            ) as failed_only,
-            connect(
-                f"{stack.ws_url}/ws/traces/",
-                origin=stack.base_url,
-                additional_headers=headers,
-                open_timeout=10,
-            ) as html_ws,
+            list_socket("?format=json") as ws,
+            list_socket("?format=json&status=failed") as failed_only,
+            list_socket("") as html_ws,
         ):
             trace_id = await asyncio.to_thread(start_run, api, agent)
             async with asyncio.timeout(30):
