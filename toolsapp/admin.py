@@ -1,12 +1,12 @@
 from django.contrib import admin
 
-from .models import Tool, Toolset
+from .models import HttpToolSource, McpServer, Tool, Toolset
 
 
 @admin.register(Tool)
 class ToolAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "enabled", "timeout_seconds", "updated_at"]
-    list_filter = ["kind", "enabled"]
+    list_display = ["name", "source", "kind", "status", "timeout_seconds", "updated_at"]
+    list_filter = ["kind", "status"]
     search_fields = ["name", "description"]
 
 
@@ -20,3 +20,16 @@ class ToolsetAdmin(admin.ModelAdmin):
     @admin.display(description="tools")
     def tool_count(self, obj: Toolset) -> int:
         return obj.tools.count()
+
+
+@admin.register(HttpToolSource)
+class HttpToolSourceAdmin(admin.ModelAdmin):
+    list_display = ["name", "base_url", "auth", "updated_at"]
+    search_fields = ["name", "title"]
+    exclude = ["spec"]
+
+
+@admin.register(McpServer)
+class McpServerAdmin(admin.ModelAdmin):
+    list_display = ["name", "transport", "enabled", "last_synced_at"]
+    search_fields = ["name"]

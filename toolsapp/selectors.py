@@ -6,10 +6,10 @@ from .models import Tool, Toolset
 
 
 def toolset_tools(*, toolset: Toolset | None) -> list[Tool]:
-    """The enabled tools of a toolset (none for no toolset)."""
+    """The active tools of a toolset (none for no toolset)."""
     if toolset is None:
         return []
-    return list(toolset.tools.filter(enabled=True).order_by("name"))
+    return list(toolset.tools.filter(status=Tool.Status.ACTIVE).order_by("name"))
 
 
 def tool_list(*, kind: str | None = None) -> QuerySet[Tool]:

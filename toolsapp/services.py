@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from .builtin import BUILTIN_TOOLS
-from .executors import EXECUTORS, ToolExecutionError
+from .executors import ToolExecutionError, executor_for
 from .models import Tool, Toolset
 from .validation import arguments_check, schema_check
 
@@ -22,6 +22,7 @@ def builtin_tools_sync() -> list[Tool]:
         schema_check(spec["parameters"])
         tool, _ = Tool.objects.update_or_create(
             name=spec["name"],
+            source="",
             defaults={
                 "description": spec["description"],
                 "parameters": spec["parameters"],
@@ -53,9 +54,9 @@ def tool_execute(*, tool: Tool, arguments: dict[str, Any], timeout: float | None
     tool overruns, ToolExecutionError when it fails.
     """
     tool_call_check(tool=tool, arguments=arguments)
-    if not tool.enabled:
-        raise ToolExecutionError(f"tool {tool.name!r} is disabled")
-    executor = EXECUTORS.get(tool.kind)
+    if not tool.is_active:
+        raise ToolExecutionError(f"tool {tool.name!r} is {tool.get_status_display().lower()}")
+    executor = executor_for(tool.kind)
     if executor is None:
         raise ToolExecutionError(f"tools of kind {str(tool.kind)!r} cannot be run yet")
     limit = min(timeout or tool.timeout_seconds, settings.TOOLTRAIL_TOOL_TIMEOUT_SECONDS)

@@ -18,7 +18,8 @@ def tool_list_view(request: HttpRequest) -> HttpResponse:
 
 
 def tool_detail_view(request: HttpRequest, name: str) -> HttpResponse:
-    tool = get_object_or_404(Tool, name=name)
+    # Names are unique within a source; ?source= picks one ("" is Python and code tools).
+    tool = get_object_or_404(Tool, name=name, source=request.GET.get("source", ""))
     return render(
         request,
         "toolsapp/tool_detail.html",

@@ -59,6 +59,9 @@ class Trace(models.Model):
         max_length=200, blank=True, help_text="Worker host and pid running it."
     )
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    otel_trace_id = models.CharField(
+        max_length=32, blank=True, db_index=True, help_text="OTLP trace id (hex), if ingested."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -112,6 +115,8 @@ class Step(models.Model):
     error = models.TextField(blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OK)
     tool_call_id = models.CharField(max_length=100, blank=True)
+    span_id = models.CharField(max_length=16, blank=True, help_text="OTLP span id (hex).")
+    parent_span_id = models.CharField(max_length=16, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)

@@ -89,8 +89,8 @@ def test_a_tools_own_shorter_limit_wins(builtins):
 
 def test_it_refuses_to_run_a_disabled_tool():
     CALLS.clear()
-    tool = python_tool("off", f"{__name__}:record_call", enabled=False)
-    with pytest.raises(ToolExecutionError, match="tool 'off' is disabled"):
+    tool = python_tool("off", f"{__name__}:record_call", status=Tool.Status.INACTIVE)
+    with pytest.raises(ToolExecutionError, match="tool 'off' is inactive"):
         tool_execute(tool=tool, arguments={"n": 1})
     assert CALLS == []
 

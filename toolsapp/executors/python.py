@@ -1,22 +1,16 @@
-"""Run a tool call. Each tool kind has one executor; all of them return JSON-able values
-and raise ToolExecutionError (or ToolTimeout) with a message the model can read."""
+"""``python`` tools: a function named by ``config.callable`` (``module:function``)."""
 
 from __future__ import annotations
 
 import importlib
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .models import Tool
+from .base import ToolExecutionError, ToolTimeout
 
-
-class ToolExecutionError(Exception):
-    """The tool ran and failed, or could not be run."""
-
-
-class ToolTimeout(ToolExecutionError):
-    pass
+if TYPE_CHECKING:
+    from toolsapp.models import Tool
 
 
 def _resolve(path: str) -> Callable[..., Any]:
@@ -50,13 +44,8 @@ def _call_with_timeout(func: Callable[..., Any], arguments: dict[str, Any], time
     return box.get("value")
 
 
-def execute_python(tool: Tool, arguments: dict[str, Any], timeout: float) -> Any:
+def execute(tool: Tool, arguments: dict[str, Any], timeout: float) -> Any:
     target = (tool.config or {}).get("callable")
     if not target:
         raise ToolExecutionError(f"python tool {tool.name!r} has no config.callable")
     return _call_with_timeout(_resolve(target), arguments, timeout)
-
-
-EXECUTORS: dict[str, Callable[[Tool, dict[str, Any], float], Any]] = {
-    Tool.Kind.PYTHON: execute_python,
-}
