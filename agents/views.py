@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from toolsapp.selectors import toolset_tools
 from tooltrail.api import ApiError, api_view, json_body
 from traces.selectors import trace_list
-from traces.services import trace_payload
+from traces.serializers import trace_payload
 
 from .models import Agent
 from .services import EnqueueError, RunError, agent_run_start

@@ -10,6 +10,7 @@ page, the websocket catch-up and the live message alike.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
 
 from django.urls import reverse
@@ -120,3 +121,110 @@ def totals_oob_html(
         f'<dd id="summary-steps" data-testid="step-count" hx-swap-oob="true">{step_count}</dd>'
         f'<dd id="summary-tokens" hx-swap-oob="true">{prompt_tokens} in · {completion_tokens} out</dd>'
     )
+
+
+# --- events, rendered for the page (the htmx ws extension swaps them in) ---------------
+
+
+def _parse_time(value):
+    from datetime import datetime
+
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def step_from_payload(payload: dict) -> Step:
+    """An unsaved Step built from its JSON form, so events render with the same code as
+    saved steps. Every field is coerced: the payload came over the channel layer."""
+    step = Step(
+        trace_id=payload.get("trace_id"),
+        seq=int(payload["seq"]),
+        kind=str(payload.get("kind") or ""),
+        name=str(payload.get("name") or ""),
+        status=str(payload.get("status") or ""),
+        input=payload.get("input"),
+        output=payload.get("output"),
+        error=str(payload.get("error") or ""),
+        tool_call_id=str(payload.get("tool_call_id") or ""),
+        started_at=_parse_time(payload.get("started_at")),
+        ended_at=_parse_time(payload.get("ended_at")),
+        prompt_tokens=int(payload.get("prompt_tokens") or 0),
+        completion_tokens=int(payload.get("completion_tokens") or 0),
+    )
+    parent_seq = payload.get("parent_seq")
+    step.metadata = {"parent_seq": int(parent_seq)} if parent_seq is not None else {}
+    return step
+
+
+def trace_from_payload(payload: dict):
+    """An unsaved Trace built from its JSON form (a trace event's ``data``), coerced
+    field by field, for the status badge, the summary and the list row."""
+    from .models import Trace
+
+    trace = Trace(
+        id=uuid.UUID(str(payload["id"])),
+        name=str(payload.get("name") or ""),
+        agent_slug=str(payload.get("agent_slug") or ""),
+        status=str(payload.get("status") or ""),
+        input=str(payload.get("input") or ""),
+        output=str(payload.get("output") or ""),
+        error=str(payload.get("error") or ""),
+        step_count=int(payload.get("step_count") or 0),
+        prompt_tokens=int(payload.get("prompt_tokens") or 0),
+        completion_tokens=int(payload.get("completion_tokens") or 0),
+        started_at=_parse_time(payload.get("started_at")),
+        ended_at=_parse_time(payload.get("ended_at")),
+    )
+    trace.created_at = _parse_time(payload.get("created_at"))
+    trace.metadata = {}
+    return trace
+
+
+def _number(value) -> int:
+    return int(value or 0)
+
+
+def step_event_html(event: dict) -> str:
+    totals = event.get("totals") or {}
+    duration = totals.get("duration_ms")
+    return step_live_html(step_from_payload(event["step"])) + totals_oob_html(
+        step_count=_number(totals.get("step_count")),
+        prompt_tokens=_number(totals.get("prompt_tokens")),
+        completion_tokens=_number(totals.get("completion_tokens")),
+        duration_ms=float(duration) if duration is not None else None,
+    )
+
+
+def _call_dom_id(call: dict) -> str:
+    return "call-" + "".join(c for c in str(call.get("id", "")) if c.isalnum() or c in "-_")[:64]
+
+
+def call_started_html(event: dict) -> str:
+    """A running model or tool call: a node with a ticking duration (static/js/trace.js
+    ticks every ``[data-running-since]``), under its parent step."""
+    call = event.get("call") or {}
+    parent = call.get("parent_seq")
+    parent = int(parent) if parent is not None else "root"
+    kind = "model_call" if call.get("kind") == "model" else "tool_call"
+    started = float(call.get("started_at") or 0)
+    return (
+        f'<div hx-swap-oob="beforeend:#children-{parent}"><li class="step running kind-{kind}"'
+        f' id="{_call_dom_id(call)}" data-testid="running-call"><span class="step-head">'
+        f'<span class="seq">…</span><span class="kind">{_KIND_LABELS[kind]}</span>'
+        f'<span class="name">{escape(str(call.get("name") or ""))}</span>'
+        f'<span class="summary-text">running</span>'
+        f'<span class="dur" data-running-since="{started * 1000:.0f}">running</span></span>'
+        f"</li></div>"
+    )
+
+
+def call_ended_html(event: dict) -> str:
+    return f'<div id="{_call_dom_id(event.get("call") or {})}" hx-swap-oob="delete"></div>'
+
+
+# Event type → its HTML for the trace page. Trace events are rendered from the database
+# (traces.fanout), not from here.
+EVENT_HTML = {
+    "step": step_event_html,
+    "call.started": call_started_html,
+    "call.ended": call_ended_html,
+}

@@ -89,3 +89,13 @@ def model_call_conversation(*, step: Step) -> list[dict] | None:
     if len(conversation) != data["earlier_messages"]:
         return None
     return conversation + messages
+
+
+def calls_in_progress(*, trace_id: uuid.UUID | str) -> list[dict]:
+    """Model and tool calls of the trace that started and have not ended (oldest
+    first); none once the trace is finished."""
+    from .calls import calls_read
+
+    if Trace.objects.filter(pk=trace_id, status__in=Trace.FINISHED).exists():
+        return []
+    return calls_read(trace_id=trace_id)

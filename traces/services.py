@@ -6,7 +6,7 @@ channel group. A step is durable before anyone sees it.
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -15,77 +15,21 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from django.template.loader import render_to_string
 from django.utils import timezone
 
-from .broadcast import TRACE_LIST_GROUP, group_send_on_commit, trace_group
+from .events import event_send, step_event, trace_event
 from .models import Step, Trace
-from .rendering import step_live_html, totals_oob_html
+
+logger = logging.getLogger(__name__)
 
 
 class TraceError(Exception):
     """A trace cannot take this change (finished, unknown parent, …)."""
 
 
-def step_payload(step: Step) -> dict[str, Any]:
-    """The JSON form of a step, as the API and JSON websocket clients get it."""
-    return {
-        "id": step.id,
-        "trace_id": str(step.trace_id),
-        "seq": step.seq,
-        "parent_seq": step.metadata.get("parent_seq"),
-        "kind": step.kind,
-        "name": step.name,
-        "status": step.status,
-        "input": step.input,
-        "output": step.output,
-        "error": step.error,
-        "tool_call_id": step.tool_call_id,
-        "started_at": step.started_at.isoformat() if step.started_at else None,
-        "ended_at": step.ended_at.isoformat() if step.ended_at else None,
-        "duration_ms": step.duration_ms,
-        "prompt_tokens": step.prompt_tokens,
-        "completion_tokens": step.completion_tokens,
-    }
-
-
-def trace_payload(trace: Trace) -> dict[str, Any]:
-    return {
-        "id": str(trace.id),
-        "name": trace.name,
-        "agent_slug": trace.agent_slug,
-        "status": trace.status,
-        "input": trace.input,
-        "output": trace.output,
-        "error": trace.error,
-        "created_at": trace.created_at.isoformat() if trace.created_at else None,
-        "started_at": trace.started_at.isoformat() if trace.started_at else None,
-        "ended_at": trace.ended_at.isoformat() if trace.ended_at else None,
-        "duration_seconds": trace.duration_seconds,
-        "step_count": trace.step_count,
-        "prompt_tokens": trace.prompt_tokens,
-        "completion_tokens": trace.completion_tokens,
-    }
-
-
 def _trace_broadcast(trace: Trace, *, created: bool = False) -> None:
     """Tell the trace page and the trace list that the trace changed."""
-    message = {
-        "type": "trace.updated",
-        "trace": trace_payload(trace),
-        "html": render_to_string("traces/_trace_status_oob.html", {"trace": trace}),
-    }
-    group_send_on_commit(trace_group(trace.id), message)
-    group_send_on_commit(
-        TRACE_LIST_GROUP,
-        {
-            "type": "trace.listed" if created else "trace.updated",
-            "trace": trace_payload(trace),
-            "html": render_to_string(
-                "traces/_trace_row_oob.html", {"trace": trace, "created": created}
-            ),
-        },
-    )
+    event_send(trace_event(trace=trace, created=created))
 
 
 def trace_create(
@@ -190,30 +134,17 @@ def step_record(
             completion_tokens=F("completion_tokens") + completion_tokens,
             heartbeat_at=now,
         )
-    # The message is built after the lock is released (on SQLite, the database-wide
+    # The event is built after the lock is released (on SQLite, the database-wide
     # write lock); on_commit still waits for a caller's outer transaction, if any.
-    payload = step_payload(step)
-    # Both forms are finished text: every listening socket sends them as they are,
-    # rather than each decoding a nested payload and encoding its own JSON.
-    html = step_live_html(step) + totals_oob_html(
-        step_count=seq,
-        prompt_tokens=trace.prompt_tokens + prompt_tokens,
-        completion_tokens=trace.completion_tokens + completion_tokens,
-        duration_ms=(now - trace.started_at).total_seconds() * 1000 if trace.started_at else None,
-    )
-    message = {"type": "step.created", "seq": seq, "html": html}
-
-    def stamp() -> None:
-        # Stamped in the on-commit callback, so it is the moment the step became
-        # durable; the latency benchmark measures from here to the browser.
-        message["committed_at"] = time.time()
-        message["json"] = json.dumps(
-            {"type": "step", "step": payload, "committed_at": message["committed_at"]},
-            default=str,
-        )
-
-    transaction.on_commit(stamp)
-    group_send_on_commit(trace_group(trace.id), message)
+    totals = {
+        "step_count": seq,
+        "prompt_tokens": trace.prompt_tokens + prompt_tokens,
+        "completion_tokens": trace.completion_tokens + completion_tokens,
+        "duration_ms": (now - trace.started_at).total_seconds() * 1000
+        if trace.started_at
+        else None,
+    }
+    event_send(step_event(step=step, totals=totals))
     return step
 
 
@@ -292,3 +223,48 @@ def traces_reap_stale(*, stale_after: float | None = None) -> list[Trace]:
                 )
             )
     return reaped
+
+
+def call_started(
+    *,
+    trace_id: uuid.UUID | str,
+    kind: str,
+    name: str,
+    parent_seq: int | None = None,
+    call_id: str = "",
+) -> str:
+    """A model call (``kind="model"``) or tool call (``kind="tool"``) starts: show it at
+    once as running. Nothing is written to the database; the call is kept in Redis until
+    ``call_ended`` (or its TTL) so a page that reconnects mid-call still shows it.
+    Returns the call's id, to pass to ``call_ended``. Never raises: a failed broadcast
+    must not fail the run."""
+    from .calls import calls_store
+    from .events import CALL_STARTED, call_event
+
+    if kind not in ("model", "tool"):
+        raise TraceError(f"unknown call kind {kind!r}")
+    call = {
+        "id": call_id or uuid.uuid4().hex,
+        "kind": kind,
+        "name": name[:200],
+        "parent_seq": parent_seq,
+        "started_at": time.time(),
+    }
+    try:
+        calls_store(trace_id=trace_id, call=call)
+    except Exception:  # noqa: BLE001 - live display is best effort; the steps are the record
+        logger.exception("could not keep call %s of trace %s", call["id"], trace_id)
+    event_send(call_event(type=CALL_STARTED, trace_id=trace_id, call=call))
+    return call["id"]
+
+
+def call_ended(*, trace_id: uuid.UUID | str, call_id: str) -> None:
+    """The call ``call_id`` ended (its step, if any, is saved by now)."""
+    from .calls import calls_forget
+    from .events import CALL_ENDED, call_event
+
+    try:
+        calls_forget(trace_id=trace_id, call_id=call_id)
+    except Exception:  # noqa: BLE001 - see call_started
+        logger.exception("could not forget call %s of trace %s", call_id, trace_id)
+    event_send(call_event(type=CALL_ENDED, trace_id=trace_id, call={"id": call_id}))

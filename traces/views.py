@@ -21,7 +21,8 @@ from .selectors import (
     trace_get_for_user,
     trace_list,
 )
-from .services import TraceError, step_payload, trace_cancel, trace_payload
+from .serializers import step_payload, trace_payload
+from .services import TraceError, trace_cancel
 
 API_PAGE = 500
 
