@@ -158,7 +158,6 @@ async def ws_client(
         max_queue=None,
         compression=None,
     ) as ws:
-        ready.set()
         async for raw in ws:
             now = time.time()
             data = json.loads(raw)
@@ -173,6 +172,9 @@ async def ws_client(
                 for step in data["steps"]:  # catch-up: not live, not measured
                     commits.setdefault(step["seq"], None)
                     got.append(step["seq"])
+            elif data["type"] == "trace" and not ready.is_set():
+                # Connected: the server has sent this socket its catch-up and the state.
+                ready.set()
             elif data["type"] == "trace" and data["trace"]["status"] in FINISHED:
                 return got, data["trace"]["step_count"]
     raise RuntimeError("the socket closed before the trace finished")

@@ -133,9 +133,12 @@ class TraceConsumer(_AuthenticatedConsumer):
         await self._join()
         await self.accept()
         try:
-            await self._catch_up()
-            await self._send_calls_in_progress()
-            await self._send_trace_state()
+            # One trip to the database thread for the whole greeting: with many sockets
+            # connecting at once, each trip waits behind everyone else's.
+            frames = await database_sync_to_async(self._greeting)()
+            for frame in frames:
+                await self.send(text_data=frame)
+            await self._catch_up()  # anything past the first read's limit
         finally:
             self._release()
 
@@ -205,7 +208,7 @@ class TraceConsumer(_AuthenticatedConsumer):
             part = (
                 json.dumps(step_payload(step), default=str)
                 if self.as_json
-                else step_live_html(step)
+                else step_live_html(step, new=False)
             )
             if parts and size + len(part) > FRAME_BYTES:
                 flush()
@@ -215,26 +218,21 @@ class TraceConsumer(_AuthenticatedConsumer):
         flush()
         return frames, (steps[-1].seq if steps else 0), len(steps)
 
-    async def _send_calls_in_progress(self) -> None:
-        """Calls that started and have not ended: a page that (re)connects mid-call
-        shows them running."""
-        calls = await database_sync_to_async(calls_in_progress)(trace_id=self.trace_id)
-        for call in calls:
+    def _greeting(self) -> list[str]:
+        """The first frames: saved steps after the cursor (up to one read), the calls
+        in progress, and the trace's state. Advances the cursor."""
+        frames, last, _count = self._load_frames()
+        if last:
+            self.cursor = last
+        for call in calls_in_progress(trace_id=self.trace_id):
             event = {"type": CALL_STARTED, "trace": str(self.trace_id), "call": call}
-            await self.send(
-                text_data=json.dumps(event) if self.as_json else call_started_html(event)
-            )
-
-    async def _send_trace_state(self) -> None:
-        """The trace's status as it is now. Status changes are broadcast once, so a socket
-        that was away when the run ended would otherwise show "running" for ever."""
-        await self.send(text_data=await database_sync_to_async(self._render_trace_state)())
-
-    def _render_trace_state(self) -> str:
+            frames.append(json.dumps(event) if self.as_json else call_started_html(event))
         trace = Trace.objects.get(pk=self.trace_id)
         if self.as_json:
-            return json.dumps({"type": "trace", "trace": trace_payload(trace)})
-        return render_to_string("traces/_trace_status_oob.html", {"trace": trace})
+            frames.append(json.dumps({"type": "trace", "trace": trace_payload(trace)}))
+        else:
+            frames.append(render_to_string("traces/_trace_status_oob.html", {"trace": trace}))
+        return frames
 
 
 class TraceListConsumer(_AuthenticatedConsumer):

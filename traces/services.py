@@ -100,7 +100,17 @@ def step_record(
     with transaction.atomic():
         trace = (
             Trace.objects.select_for_update()
-            .only("id", "step_count", "status", "prompt_tokens", "completion_tokens", "started_at")
+            .only(
+                "id",
+                "step_count",
+                "status",
+                "prompt_tokens",
+                "completion_tokens",
+                "started_at",
+                "model_calls",
+                "tool_calls",
+                "error_count",
+            )
             .get(pk=trace_id)
         )
         if trace.is_finished:
@@ -110,6 +120,12 @@ def step_record(
             if parent.trace_id != trace.id:
                 raise TraceError("a step's parent must belong to the same trace")
             meta["parent_seq"] = parent.seq
+            parent_depth = (
+                parent.metadata.get("depth") if isinstance(parent.metadata, dict) else None
+            )
+            meta["depth"] = (parent_depth if isinstance(parent_depth, int) else 0) + 1
+        else:
+            meta["depth"] = 0
         seq = trace.step_count + 1
         step = Step.objects.create(
             trace_id=trace.id,
@@ -128,7 +144,15 @@ def step_record(
             completion_tokens=completion_tokens,
             metadata=meta,
         )
+        counters = {}
+        if kind == Step.Kind.MODEL_CALL:
+            counters["model_calls"] = F("model_calls") + 1
+        elif kind == Step.Kind.TOOL_CALL:
+            counters["tool_calls"] = F("tool_calls") + 1
+        if status == Step.Status.ERROR:
+            counters["error_count"] = F("error_count") + 1
         Trace.objects.filter(pk=trace.id).update(
+            **counters,
             step_count=seq,
             prompt_tokens=F("prompt_tokens") + prompt_tokens,
             completion_tokens=F("completion_tokens") + completion_tokens,
@@ -140,6 +164,9 @@ def step_record(
         "step_count": seq,
         "prompt_tokens": trace.prompt_tokens + prompt_tokens,
         "completion_tokens": trace.completion_tokens + completion_tokens,
+        "model_calls": trace.model_calls + (kind == Step.Kind.MODEL_CALL),
+        "tool_calls": trace.tool_calls + (kind == Step.Kind.TOOL_CALL),
+        "error_count": trace.error_count + (status == Step.Status.ERROR),
         "duration_ms": (now - trace.started_at).total_seconds() * 1000
         if trace.started_at
         else None,
@@ -189,6 +216,7 @@ def trace_cancel(*, trace_id: uuid.UUID | str) -> Trace:
             raise TraceError(f"trace is already {trace.status}")
         trace.cancel_requested = True
         trace.save(update_fields=["cancel_requested"])
+        _trace_broadcast(trace)  # the badge says "Cancelling…" until the run stops
         # Decided under the same lock: a worker cannot start it in between.
         if trace.status == Trace.Status.QUEUED:
             return trace_finish(
@@ -268,3 +296,61 @@ def call_ended(*, trace_id: uuid.UUID | str, call_id: str) -> None:
     except Exception:  # noqa: BLE001 - see call_started
         logger.exception("could not forget call %s of trace %s", call_id, trace_id)
     event_send(call_event(type=CALL_ENDED, trace_id=trace_id, call={"id": call_id}))
+
+
+TAG_MAX = 64
+
+
+def _tag_check(tag: str) -> str:
+    tag = (tag or "").strip()
+    if not tag:
+        raise TraceError("give a tag name")
+    if len(tag) > TAG_MAX:
+        raise TraceError(f"a tag is at most {TAG_MAX} characters")
+    return tag
+
+
+def traces_tag(*, trace_ids: list, tag: str, remove: bool = False) -> int:
+    """Add (or remove) ``tag`` on each of the traces. Returns how many changed."""
+    from .models import TraceTag
+
+    tag = _tag_check(tag)
+    ids = list(Trace.objects.filter(pk__in=trace_ids).values_list("id", flat=True))
+    with transaction.atomic():
+        if remove:
+            return TraceTag.objects.filter(trace_id__in=ids, name=tag).delete()[0]
+        existing = set(
+            TraceTag.objects.filter(trace_id__in=ids, name=tag).values_list("trace_id", flat=True)
+        )
+        new = [TraceTag(trace_id=i, name=tag) for i in ids if i not in existing]
+        TraceTag.objects.bulk_create(new)
+        return len(new)
+
+
+def traces_delete(*, trace_ids: list) -> int:
+    """Delete finished traces with their steps. Running or queued traces are kept (a
+    worker is writing them); returns how many were deleted."""
+    with transaction.atomic():
+        qs = Trace.objects.filter(pk__in=trace_ids, status__in=Trace.FINISHED)
+        count = qs.count()
+        qs.delete()
+    return count
+
+
+def saved_filter_save(*, user, name: str, query: str):
+    """Save (or replace) the user's named filter of the trace list."""
+    from .models import SavedFilter
+
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise TraceError("a saved filter needs a name of 1 to 100 characters")
+    if len(query) > 2000:
+        raise TraceError("that filter is too long to save")
+    saved, _ = SavedFilter.objects.update_or_create(user=user, name=name, defaults={"query": query})
+    return saved
+
+
+def saved_filter_delete(*, user, filter_id: int) -> None:
+    from .models import SavedFilter
+
+    SavedFilter.objects.filter(user=user, pk=filter_id).delete()

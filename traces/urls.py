@@ -6,9 +6,14 @@ app_name = "traces"
 
 urlpatterns = [
     path("traces/", views.trace_list_view, name="trace_list"),
+    path("traces/diff/", views.trace_diff_view, name="trace_diff"),
+    path("traces/bulk/", views.trace_bulk_view, name="trace_bulk"),
+    path("traces/saved-filters/", views.saved_filter_view, name="saved_filter"),
     path("traces/<uuid:trace_id>/", views.trace_detail_view, name="trace_detail"),
     path("traces/<uuid:trace_id>/steps/<int:seq>/", views.step_detail_view, name="step_detail"),
+    path("traces/<uuid:trace_id>/search/", views.trace_search_view, name="trace_search"),
     path("traces/<uuid:trace_id>/cancel/", views.trace_cancel_view, name="trace_cancel"),
+    path("api/traces", views.api_traces, name="api_traces"),
     path("api/traces/<uuid:trace_id>", views.api_trace, name="api_trace"),
     path("api/traces/<uuid:trace_id>/steps", views.api_trace_steps, name="api_trace_steps"),
     path("api/traces/<uuid:trace_id>/cancel", views.api_trace_cancel, name="api_trace_cancel"),

@@ -21,7 +21,7 @@ from toolsapp.models import Tool
 from toolsapp.services import tool_execute
 from toolsapp.validation import ToolArgumentsError, arguments_parse
 from traces.models import Step, Trace
-from traces.services import step_record
+from traces.services import call_ended, call_started, step_record
 
 
 class RunCancelled(Exception):
@@ -76,9 +76,11 @@ class FunctionCallingLoop:
                 "earlier_messages": sent,
                 "earlier_from_step": previous_seq,
             }
+            call_id = call_started(trace_id=self.trace_id, kind="model", name="model")
             try:
                 reply = self.backend.complete(messages, self.tool_specs)
             except ModelError as exc:
+                call_ended(trace_id=self.trace_id, call_id=call_id)
                 step_record(
                     trace_id=self.trace_id,
                     kind=Step.Kind.ERROR,
@@ -99,6 +101,7 @@ class FunctionCallingLoop:
                 prompt_tokens=reply.prompt_tokens,
                 completion_tokens=reply.completion_tokens,
             )
+            call_ended(trace_id=self.trace_id, call_id=call_id)
             sent, previous_seq = len(messages), model_step.seq
             messages.append(reply.as_message())
             if not reply.tool_calls:
@@ -167,21 +170,28 @@ class FunctionCallingLoop:
         if parse_error is not None:
             return error("invalid_arguments", str(parse_error))
         started = timezone.now()
+        call_id = call_started(
+            trace_id=self.trace_id, kind="tool", name=call.name, parent_seq=call_step.seq
+        )
         try:
             result = tool_execute(tool=tool, arguments=arguments)
         except ToolArgumentsError as exc:
             return error("invalid_arguments", str(exc), started)
         except ToolExecutionError as exc:
             return error("tool_error", f"{call.name} failed: {exc}", started)
-        step_record(
-            trace_id=self.trace_id,
-            kind=Step.Kind.TOOL_RESULT,
-            name=call.name,
-            input=arguments,
-            output=result,
-            parent=call_step,
-            tool_call_id=call.id,
-            started_at=started,
-            ended_at=timezone.now(),
-        )
+        else:
+            step_record(
+                trace_id=self.trace_id,
+                kind=Step.Kind.TOOL_RESULT,
+                name=call.name,
+                input=arguments,
+                output=result,
+                parent=call_step,
+                tool_call_id=call.id,
+                started_at=started,
+                ended_at=timezone.now(),
+            )
+        finally:
+            # After its step is saved: the running node gives way to the result.
+            call_ended(trace_id=self.trace_id, call_id=call_id)
         return json.dumps(result, default=str)
