@@ -99,7 +99,8 @@ def trace_run(*, trace_id) -> Trace | None:
                 max_steps=agent.max_steps,
                 should_stop=should_stop,
             )
-            outcome = strategy.run(trace.input)
+            fork = trace.metadata.get("fork")
+            outcome = strategy.resume(fork) if fork else strategy.run(trace.input)
         except RunCancelled:
             return trace_finish(
                 trace_id=trace_id, status=Trace.Status.CANCELLED, error="cancelled by a user"

@@ -9,4 +9,9 @@ urlpatterns = [
     path("agents/<slug:slug>/", views.agent_detail_view, name="agent_detail"),
     path("agents/<slug:slug>/run/", views.agent_run_view, name="agent_run"),
     path("api/runs", views.api_runs, name="api_runs"),
+    path(
+        "traces/<uuid:trace_id>/steps/<int:seq>/fork/",
+        views.trace_fork_view,
+        name="trace_fork",
+    ),
 ]

@@ -354,3 +354,51 @@ def saved_filter_delete(*, user, filter_id: int) -> None:
     from .models import SavedFilter
 
     SavedFilter.objects.filter(user=user, pk=filter_id).delete()
+
+
+def trace_fork_create(
+    *,
+    source: Trace,
+    fork_seq: int,
+    input: str,
+    agent_slug: str = "",
+    created_by=None,
+    metadata: dict[str, Any] | None = None,
+) -> Trace:
+    """A new queued trace that re-runs ``source`` from its step ``fork_seq``: it starts
+    with copies of the steps before that one (same numbers, same parents, same totals)
+    and records where it came from. The caller enqueues its run."""
+    if not Step.objects.filter(trace_id=source.id, seq=fork_seq).exists():
+        raise TraceError(f"trace {source.id} has no step #{fork_seq}")
+    with transaction.atomic():
+        trace = Trace.objects.create(
+            name=source.name,
+            input=input,
+            agent_slug=agent_slug or source.agent_slug,
+            source=source.source,
+            created_by=created_by,
+            metadata=metadata or {},
+            forked_from=source,
+            fork_seq=fork_seq,
+        )
+        copies: dict[int, Step] = {}
+        for old in Step.objects.filter(trace_id=source.id, seq__lt=fork_seq).order_by("seq"):
+            old_id, old_parent = old.id, old.parent_id
+            old.pk = None
+            old.trace = trace
+            old.parent = copies.get(old_parent)
+            copies[old_id] = old
+            # One by one: each copy needs its new id before its children point at it.
+            old.save(force_insert=True)
+        kept = list(copies.values())
+        Trace.objects.filter(pk=trace.id).update(
+            step_count=len(kept),
+            prompt_tokens=sum(s.prompt_tokens for s in kept),
+            completion_tokens=sum(s.completion_tokens for s in kept),
+            model_calls=sum(s.kind == Step.Kind.MODEL_CALL for s in kept),
+            tool_calls=sum(s.kind == Step.Kind.TOOL_CALL for s in kept),
+            error_count=sum(s.status == Step.Status.ERROR for s in kept),
+        )
+        trace.refresh_from_db()
+        _trace_broadcast(trace, created=True)
+    return trace

@@ -244,7 +244,13 @@ def step_detail_view(request: HttpRequest, trace_id, seq: int) -> HttpResponse:
         raise Http404("no such step")
     if request.htmx:
         return render(
-            request, "traces/_step_detail.html", {"trace": trace, **_step_detail_context(step)}
+            request,
+            "traces/_step_detail.html",
+            {
+                "trace": trace,
+                **_step_detail_context(step),
+                "can_run": request.user.has_perm("agents.run_agent"),
+            },
         )
     return redirect(f"{trace.get_absolute_url()}?step={seq}")
 

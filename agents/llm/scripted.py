@@ -7,7 +7,8 @@
 
 ``arguments`` may be an object (sent as its JSON text) or a string sent as it is, so a
 script can replay a model that wrote broken JSON. Reply *n* answers the *n*-th model
-call of the run; when the script runs out the backend raises ModelError.
+call of the conversation (a run resumed from a fork point starts at the reply after the
+assistant turns it already holds); when the script runs out the backend raises ModelError.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ class ScriptedBackend:
                 f"scripted endpoint {endpoint.name!r} needs config.script, a list of replies"
             )
         self.script = script
-        self.turn = 0
+        self.turn: int | None = None
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelReply:
+        if self.turn is None:
+            self.turn = sum(1 for m in messages if m.get("role") == "assistant")
         if self.turn >= len(self.script):
             raise ModelError(
                 f"the script has only {len(self.script)} replies; the run asked for more"

@@ -16,6 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from agents.llm import ModelBackend, ModelError
+from agents.llm.base import ToolCallRequest
 from toolsapp.executors import ToolExecutionError
 from toolsapp.models import Tool
 from toolsapp.services import tool_execute
@@ -63,12 +64,39 @@ class FunctionCallingLoop:
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
         messages.append({"role": "user", "content": user_input})
+        return self._loop(messages, sent=0, previous_seq=None, turns=self.max_steps)
 
+    def resume(self, fork: dict[str, Any]) -> Outcome:
+        """Go on from a fork point (``agents.services.agent_run_fork``): the steps before
+        it are already in the trace; make the model's pending calls of that turn (the
+        edited one first), then carry on the loop."""
+        messages = list(fork["messages"])
+        model_step = Step.objects.get(trace_id=self.trace_id, seq=fork["model_seq"])
+        for call in fork["calls"]:
+            self._check_cancel()
+            request = ToolCallRequest(id=call["id"], name=call["name"], arguments=call["arguments"])
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": request.id,
+                    "content": self._run_call(request, model_step),
+                }
+            )
+        turns_used = Step.objects.filter(trace_id=self.trace_id, kind=Step.Kind.MODEL_CALL).count()
+        return self._loop(
+            messages,
+            sent=fork["sent"],
+            previous_seq=model_step.seq,
+            turns=max(1, self.max_steps - turns_used),
+        )
+
+    def _loop(
+        self, messages: list[dict[str, Any]], *, sent: int, previous_seq: int | None, turns: int
+    ) -> Outcome:
         # Each model call stores only the messages added since the previous one (the
         # whole conversation each time would grow a long trace quadratically);
         # traces.selectors.model_call_conversation puts the whole back together.
-        sent, previous_seq = 0, None
-        for _turn in range(self.max_steps):
+        for _turn in range(turns):
             self._check_cancel()
             started = timezone.now()
             new_input = {
