@@ -135,10 +135,13 @@ class TraceConsumer(_AuthenticatedConsumer):
         try:
             # One trip to the database thread for the whole greeting: with many sockets
             # connecting at once, each trip waits behind everyone else's.
-            frames = await database_sync_to_async(self._greeting)()
+            frames, complete = await database_sync_to_async(self._greeting)()
             for frame in frames:
                 await self.send(text_data=frame)
-            await self._catch_up()  # anything past the first read's limit
+            if not complete:  # a long trace: the rest of its steps, frame by frame
+                await self._catch_up()
+                for frame in await database_sync_to_async(self._state)():
+                    await self.send(text_data=frame)
         finally:
             self._release()
 
@@ -218,12 +221,21 @@ class TraceConsumer(_AuthenticatedConsumer):
         flush()
         return frames, (steps[-1].seq if steps else 0), len(steps)
 
-    def _greeting(self) -> list[str]:
-        """The first frames: saved steps after the cursor (up to one read), the calls
-        in progress, and the trace's state. Advances the cursor."""
-        frames, last, _count = self._load_frames()
+    def _greeting(self) -> tuple[list[str], bool]:
+        """The first frames: saved steps after the cursor (up to one read), then, if that
+        was all of them, the calls in progress and the trace's state. Advances the
+        cursor. Returns the frames and whether they are the whole greeting."""
+        frames, last, count = self._load_frames()
         if last:
             self.cursor = last
+        if count >= CATCH_UP_BATCH:
+            return frames, False
+        return [*frames, *self._state()], True
+
+    def _state(self) -> list[str]:
+        """The calls in progress and the trace's status as it is now (status changes are
+        broadcast once: a socket away when the run ended would show "running" for ever)."""
+        frames = []
         for call in calls_in_progress(trace_id=self.trace_id):
             event = {"type": CALL_STARTED, "trace": str(self.trace_id), "call": call}
             frames.append(json.dumps(event) if self.as_json else call_started_html(event))
