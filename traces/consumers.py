@@ -31,8 +31,8 @@ from .broadcast import TRACE_LIST_GROUP, trace_group
 from .events import CALL_ENDED, CALL_STARTED, STEP, TRACE
 from .fanout import Batch, Event, hub_for
 from .models import Trace
-from .rendering import call_started_html, step_live_html
-from .selectors import calls_in_progress, steps_after, trace_get_for_user
+from .rendering import call_started_html, step_weight, steps_append_html
+from .selectors import calls_in_progress, steps_after, steps_for_tree, trace_get_for_user
 from .serializers import step_payload, trace_payload
 
 logger = logging.getLogger(__name__)
@@ -193,31 +193,33 @@ class TraceConsumer(_AuthenticatedConsumer):
 
     def _load_frames(self) -> tuple[list[str], int, int]:
         """The next steps after the cursor, as frames of at most FRAME_BYTES each."""
-        steps = steps_after(trace_id=self.trace_id, after=self.cursor, limit=CATCH_UP_BATCH)
+        # Pages need no model-call inputs for their rows (the bulk of a long trace).
+        read = steps_after if self.as_json else steps_for_tree
+        steps = read(trace_id=self.trace_id, after=self.cursor, limit=CATCH_UP_BATCH)
         frames: list[str] = []
         parts: list[str] = []
+        group: list = []
         size = 0
 
         def flush() -> None:
-            if not parts:
-                return
-            if self.as_json:
+            if self.as_json and parts:
                 frames.append('{"type": "steps", "steps": [' + ", ".join(parts) + "]}")
-            else:
-                frames.append("".join(parts))
+            elif group:
+                frames.append(steps_append_html(group))
             parts.clear()
+            group.clear()
 
         for step in steps:
-            part = (
-                json.dumps(step_payload(step), default=str)
-                if self.as_json
-                else step_live_html(step, new=False)
-            )
-            if parts and size + len(part) > FRAME_BYTES:
+            part = json.dumps(step_payload(step), default=str) if self.as_json else ""
+            weight = len(part) if self.as_json else step_weight(step)
+            if (parts or group) and size + weight > FRAME_BYTES:
                 flush()
                 size = 0
-            parts.append(part)
-            size += len(part)
+            if self.as_json:
+                parts.append(part)
+            else:
+                group.append(step)
+            size += weight
         flush()
         return frames, (steps[-1].seq if steps else 0), len(steps)
 

@@ -118,6 +118,31 @@ def tree_html(
     )
 
 
+def _stored_depth(step: Step) -> int:
+    meta = step.metadata if isinstance(step.metadata, dict) else {}
+    return meta["depth"] if isinstance(meta.get("depth"), int) else 0
+
+
+def step_weight(step: Step) -> int:
+    """About how many characters a step's row takes (its summary is capped at 140)."""
+    return 500 + len(step.name) + min(len(step.error), 140)
+
+
+def steps_append_html(steps: list[Step], *, new: bool = False) -> str:
+    """Several rows appended at once (one out-of-band swap, one cursor): how catch-up
+    frames carry up to hundreds of steps without a swap per step."""
+    if not steps:
+        return ""
+    prefix = _detail_url_prefix(steps[0].trace_id)
+    rows = "".join(
+        step_node_html(s, depth=_stored_depth(s), new=new, url_prefix=prefix) for s in steps
+    )
+    return (
+        f'<div hx-swap-oob="beforeend:#steps">{rows}</div>'
+        f'<span id="trace-cursor" hx-swap-oob="true" data-cursor="{steps[-1].seq}" hidden></span>'
+    )
+
+
 def step_live_html(step: Step, *, new: bool = True) -> str:
     """A step as the live page appends it: a row at the end of the list and the new
     cursor (htmx out-of-band swaps). ``new`` rows flash once (not catch-up rows)."""

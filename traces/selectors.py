@@ -18,7 +18,7 @@ from django.db.models import (
     TextField,
     Value,
 )
-from django.db.models.functions import Cast, Concat
+from django.db.models.functions import Cast, Coalesce, Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -146,8 +146,14 @@ def trace_filters_parse(params) -> TraceFilters:
 def _search_steps(q: str) -> QuerySet[Step]:
     """Steps whose input or output matches ``q``: PostgreSQL full-text search there;
     elsewhere (SQLite) every word must appear, case-insensitively, in either."""
+    blank, space = Value("", output_field=TextField()), Value(" ", output_field=TextField())
     text = Concat(
-        Cast("input", TextField()), Value(" "), Cast("output", TextField()), Value(" "), "error"
+        Coalesce(Cast("input", TextField()), blank),
+        space,
+        Coalesce(Cast("output", TextField()), blank),
+        space,
+        Cast("error", TextField()),
+        output_field=TextField(),
     )
     if connection.vendor == "postgresql":
         from django.contrib.postgres.search import SearchQuery, SearchVector
