@@ -13,7 +13,6 @@ import json
 import uuid
 from collections.abc import Iterable
 
-from django.urls import reverse
 from django.utils.html import escape
 
 from .models import Step
@@ -48,18 +47,12 @@ def step_summary(step: Step) -> str:
 _KIND_LABELS = dict(Step.Kind.choices)
 
 
-def _detail_url_prefix(trace_id) -> str:
-    """``/traces/<id>/steps/``: reversed once per tree rather than once per node."""
-    return reverse("traces:step_detail", args=[trace_id, 0])[: -len("0/")]
-
-
 def step_node_html(
     step: Step,
     *,
     depth: int = 0,
     selected_seq: int | None = None,
     new: bool = False,
-    url_prefix: str | None = None,
 ) -> str:
     """One row of the step tree: ``li.step`` with its parent and depth as data.
 
@@ -70,7 +63,6 @@ def step_node_html(
     """
     seq = step.seq
     extra = " is-new" if new else (" is-selected" if seq == selected_seq else "")
-    url = f"{url_prefix or _detail_url_prefix(step.trace_id)}{seq}/"
     parent = step.metadata.get("parent_seq") if isinstance(step.metadata, dict) else None
     # kind and status are checked values when our services write them; escaped anyway,
     # since a step may come from an outside exporter.
@@ -81,7 +73,7 @@ def step_node_html(
         f'<li class="step kind-{kind} status-{status}{extra}" id="step-{seq}" data-seq="{seq}"'
         f' data-parent="{int(parent) if parent is not None else ""}" data-depth="{depth}"'
         f' data-kind="{kind}" data-t0="{start}" data-t1="{end}" style="--depth:{min(depth, 40)}">'
-        f'<a class="step-head" href="?step={seq}" hx-get="{url}">'
+        f'<a class="step-head" href="?step={seq}">'
         f'<span class="seq">#{seq}</span><span class="kind">{_KIND_LABELS.get(step.kind, kind)}</span>'
         f'<span class="name">{escape(step.name)}</span>'
         f'<span class="summary-text">{escape(step_summary(step))}</span>'
@@ -110,12 +102,8 @@ def tree_html(
     steps = list(steps)
     if not steps:
         return ""
-    prefix = _detail_url_prefix(steps[0].trace_id)
     depths = step_depths(steps, depths)
-    return "".join(
-        step_node_html(s, depth=depths[s.seq], selected_seq=selected_seq, url_prefix=prefix)
-        for s in steps
-    )
+    return "".join(step_node_html(s, depth=depths[s.seq], selected_seq=selected_seq) for s in steps)
 
 
 def _stored_depth(step: Step) -> int:
@@ -133,10 +121,7 @@ def steps_append_html(steps: list[Step], *, new: bool = False) -> str:
     frames carry up to hundreds of steps without a swap per step."""
     if not steps:
         return ""
-    prefix = _detail_url_prefix(steps[0].trace_id)
-    rows = "".join(
-        step_node_html(s, depth=_stored_depth(s), new=new, url_prefix=prefix) for s in steps
-    )
+    rows = "".join(step_node_html(s, depth=_stored_depth(s), new=new) for s in steps)
     return (
         f'<div hx-swap-oob="beforeend:#steps">{rows}</div>'
         f'<span id="trace-cursor" hx-swap-oob="true" data-cursor="{steps[-1].seq}" hidden></span>'

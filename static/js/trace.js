@@ -9,6 +9,31 @@
   var list = document.getElementById("steps");
   if (!root || !list) return;
   var canvas = document.getElementById("timeline");
+
+  // Step rows go straight into the list, in one DOM operation per frame, before htmx
+  // sees the message: they carry no hx-* attributes, and processing tens of thousands
+  // of nodes one by one is what made a 10,000-step catch-up slow. Everything else in
+  // the frame (totals, status, running calls) is left to htmx's out-of-band swaps.
+  var ROWS = '<div hx-swap-oob="beforeend:#steps">';
+  htmx.defineExtension("trace-rows", {
+    transformResponse: function (text) {
+      if (text.indexOf(ROWS) === -1) return text;
+      var tpl = document.createElement("template");
+      tpl.innerHTML = text;
+      var frag = document.createDocumentFragment();
+      tpl.content.querySelectorAll('div[hx-swap-oob="beforeend:#steps"]').forEach(function (div) {
+        while (div.firstChild) frag.appendChild(div.firstChild);
+        div.remove();
+      });
+      list.appendChild(frag);
+      var cursors = tpl.content.querySelectorAll("#trace-cursor");
+      if (cursors.length) {
+        document.getElementById("trace-cursor").setAttribute("data-cursor", cursors[cursors.length - 1].getAttribute("data-cursor"));
+        cursors.forEach(function (c) { c.remove(); });
+      }
+      return tpl.innerHTML;
+    },
+  });
   var pane = document.querySelector(".timeline-pane");
   var stepUrl = root.getAttribute("data-step-url").replace(/0\/$/, "");
 
@@ -120,14 +145,15 @@
     if (window.htmx) htmx.ajax("GET", stepUrl + seq + "/", { target: "#step-detail", swap: "innerHTML" });
   }
 
-  // A click on a row: htmx fetches the panel; the other views follow.
-  list.addEventListener("htmx:beforeRequest", function (e) {
-    var li = e.detail.elt && e.detail.elt.closest("li.step");
-    if (li && li.hasAttribute("data-seq")) select(+li.getAttribute("data-seq"), { fetch: false, scroll: false });
-  });
+  // One listener for every row (rows carry no handlers of their own: there may be
+  // 10,000). Without JavaScript a row is a plain link to ?step=N.
   list.addEventListener("click", function (e) {
     var b = e.target.closest("button.fold");
-    if (b) { e.preventDefault(); toggle(+b.parentElement.getAttribute("data-seq")); }
+    if (b) { e.preventDefault(); toggle(+b.parentElement.getAttribute("data-seq")); return; }
+    var a = e.target.closest("a.step-head");
+    if (!a || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
+    e.preventDefault();
+    select(+a.parentElement.getAttribute("data-seq"), { scroll: false });
   });
 
   // --- the timeline (canvas) -------------------------------------------------------------
