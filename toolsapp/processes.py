@@ -175,7 +175,9 @@ def run_killable(
     try:
         reply = json.loads(raw)
     except ValueError as exc:
-        raise ToolExecutionError(f"the tool process sent an answer that is not JSON: {exc}") from exc
+        raise ToolExecutionError(
+            f"the tool process sent an answer that is not JSON: {exc}"
+        ) from exc
     if "error" in reply:
         raise ToolExecutionError(reply["error"])
     return reply.get("ok")

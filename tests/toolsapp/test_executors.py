@@ -42,7 +42,6 @@ def die(**arguments):
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-
 def calls() -> list[str]:
     return CALLS_FILE.read_text().splitlines() if CALLS_FILE.exists() else []
 

@@ -33,9 +33,9 @@ __all__ = [
 
 
 def _registry() -> dict[str, Executor]:
-    from . import python
+    from . import code, python
 
-    return {"python": python.execute}
+    return {"python": python.execute, "code": code.execute}
 
 
 EXECUTORS: dict[str, Executor] = _registry()
