@@ -215,6 +215,17 @@ TOOLTRAIL_SANDBOX_HIDDEN_PATHS = [
     *filter(None, env_str("TOOLTRAIL_SANDBOX_HIDE").split(":")),
 ]
 
+# MCP servers (toolsapp/mcpclient.py): the deadline of a connect, tools/list or tools/call,
+# the biggest answer taken, and how often beat re-syncs every enabled server.
+TOOLTRAIL_MCP_TIMEOUT_SECONDS = env_float("TOOLTRAIL_MCP_TIMEOUT_SECONDS", 30.0)
+TOOLTRAIL_MCP_MAX_RESULT_BYTES = int(env_float("TOOLTRAIL_MCP_MAX_RESULT_BYTES", 1 << 20))
+CELERY_BEAT_SCHEDULE = {
+    "mcp-sync-all": {
+        "task": "toolsapp.tasks.mcp_sync_all_task",
+        "schedule": env_float("TOOLTRAIL_MCP_SYNC_SECONDS", 3600.0),
+    },
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -139,9 +139,9 @@ def test_it_says_when_a_python_tool_has_no_target():
         tool_execute(tool=tool, arguments={})
 
 
-def test_it_says_which_tool_kinds_cannot_run_yet():
+def test_it_says_when_an_mcp_tool_has_no_server():
     tool = Tool.objects.create(name="remote", kind=Tool.Kind.MCP, config={})
-    with pytest.raises(ToolExecutionError, match="kind 'mcp' cannot be run yet"):
+    with pytest.raises(ToolExecutionError, match="MCP tool 'remote' has no server"):
         tool_execute(tool=tool, arguments={})
 
 

@@ -33,9 +33,9 @@ __all__ = [
 
 
 def _registry() -> dict[str, Executor]:
-    from . import code, python
+    from . import code, mcp, python
 
-    return {"python": python.execute, "code": code.execute}
+    return {"python": python.execute, "code": code.execute, "mcp": mcp.execute}
 
 
 EXECUTORS: dict[str, Executor] = _registry()
