@@ -69,3 +69,16 @@ class Agent(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("agents:agent_detail", args=[self.slug])
+
+
+# Evaluation models live in agents.evals; imported here so Django registers them.
+from agents.evals.models import Dataset, DatasetItem, Experiment, ExperimentResult  # noqa: E402
+
+__all__ = [
+    "Agent",
+    "Dataset",
+    "DatasetItem",
+    "Experiment",
+    "ExperimentResult",
+    "ModelEndpoint",
+]

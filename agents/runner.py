@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Q
 
+from agents.evals.functions import eval_functions
 from agents.llm import ModelError, backend_for
 from agents.models import Agent
 from agents.strategies import STRATEGIES, RunCancelled
@@ -91,15 +92,23 @@ def trace_run(*, trace_id) -> Trace | None:
 
     with Heartbeat(trace_id):
         try:
+            # An evaluation item brings its own functions and conversation (see agents.evals).
+            evaluation = trace.metadata.get("eval") or {}
+            tools = (
+                eval_functions(evaluation["tools"])
+                if "tools" in evaluation
+                else toolset_tools(toolset=agent.toolset)
+            )
             strategy = STRATEGIES[agent.strategy](
                 trace_id=trace_id,
                 backend=backend_for(agent.endpoint),
-                tools=toolset_tools(toolset=agent.toolset),
+                tools=tools,
                 system_prompt=agent.system_prompt,
                 max_steps=agent.max_steps,
                 should_stop=should_stop,
+                **({"single_turn": True} if evaluation.get("single_turn") else {}),
             )
-            outcome = strategy.run(trace.input)
+            outcome = strategy.run(trace.input, history=evaluation.get("messages"))
         except RunCancelled:
             return trace_finish(
                 trace_id=trace_id, status=Trace.Status.CANCELLED, error="cancelled by a user"

@@ -19,7 +19,7 @@ from agents.llm import ModelBackend, ModelError
 from toolsapp.executors import ToolExecutionError
 from toolsapp.models import Tool
 from toolsapp.services import tool_execute
-from toolsapp.validation import ToolArgumentsError, arguments_parse
+from toolsapp.validation import ToolArgumentsError, arguments_check, arguments_parse
 from traces.models import Step, Trace
 from traces.services import step_record
 
@@ -45,7 +45,11 @@ class FunctionCallingLoop:
         system_prompt: str,
         max_steps: int,
         should_stop: Callable[[], bool],
+        single_turn: bool = False,
     ) -> None:
+        # single_turn: record the calls of the first reply without running them and stop
+        # there (how BFCL-style evaluations read a model: one reply, its calls scored).
+        self.single_turn = single_turn
         self.trace_id = trace_id
         self.backend = backend
         self.tools = {t.name: t for t in tools}
@@ -58,11 +62,16 @@ class FunctionCallingLoop:
         if self.should_stop():
             raise RunCancelled()
 
-    def run(self, user_input: str) -> Outcome:
+    def run(self, user_input: str, *, history: list[dict[str, Any]] | None = None) -> Outcome:
+        """Run to a final answer. ``history``, when given, is the conversation to start
+        from (e.g. an evaluation item's messages) instead of the one user message."""
         messages: list[dict[str, Any]] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
-        messages.append({"role": "user", "content": user_input})
+        if history:
+            messages.extend(history)
+        else:
+            messages.append({"role": "user", "content": user_input})
 
         # Each model call stores only the messages added since the previous one (the
         # whole conversation each time would grow a long trace quadratically);
@@ -110,6 +119,11 @@ class FunctionCallingLoop:
                     parent=model_step,
                 )
                 return Outcome(Trace.Status.SUCCEEDED, output=reply.content)
+            if self.single_turn:
+                for call in reply.tool_calls:
+                    self._record_call(call, model_step)
+                calls = [{"name": c.name, "arguments": c.arguments} for c in reply.tool_calls]
+                return Outcome(Trace.Status.SUCCEEDED, output=json.dumps(calls))
             # Parallel calls of one turn are siblings under the model call.
             for call in reply.tool_calls:
                 self._check_cancel()
@@ -123,6 +137,45 @@ class FunctionCallingLoop:
         return Outcome(
             Trace.Status.FAILED, error=f"no final answer within {self.max_steps} model turns"
         )
+
+    def _record_call(self, call, model_step: Step) -> None:
+        """Record a call without running it: the call step, and an error step when the
+        arguments cannot be parsed or break the schema."""
+        try:
+            arguments: Any = arguments_parse(call.arguments)
+        except ToolArgumentsError as exc:
+            arguments, problem = call.arguments, exc
+        else:
+            problem = None
+        tool = self.tools.get(call.name)
+        schema_meta = {"schema": tool.parameters} if tool else None
+        call_step = step_record(
+            trace_id=self.trace_id,
+            kind=Step.Kind.TOOL_CALL,
+            name=call.name,
+            input=arguments,
+            parent=model_step,
+            tool_call_id=call.id,
+            metadata=schema_meta,
+        )
+        if problem is None and tool is not None:
+            try:
+                arguments_check(schema=tool.parameters, arguments=arguments)
+            except ToolArgumentsError as exc:
+                problem = exc
+        if tool is None:
+            problem = f"there is no tool named {call.name!r}"
+        if problem is not None:
+            step_record(
+                trace_id=self.trace_id,
+                kind=Step.Kind.ERROR,
+                name="invalid_arguments" if tool else "unknown_tool",
+                input=arguments,
+                error=str(problem),
+                parent=call_step,
+                tool_call_id=call.id,
+                metadata=schema_meta,
+            )
 
     def _run_call(self, call, model_step: Step) -> str:
         """Record and run one tool call; return what the model gets to read."""
