@@ -18,7 +18,7 @@ from django.db.models import Q
 
 from agents.evals.functions import eval_functions
 from agents.llm import ModelError, backend_for
-from agents.models import Agent
+from agents.models import Agent, ModelEndpoint
 from agents.strategies import STRATEGIES, RunCancelled
 from toolsapp.selectors import toolset_tools
 from traces.models import Step, Trace
@@ -54,6 +54,22 @@ class Heartbeat:
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join(timeout=5)
+
+
+def _role_backends(agent: Agent) -> dict:
+    """Backends for strategies whose roles each name an endpoint in the agent's config."""
+    names = {
+        role: name
+        for role, name in (agent.strategy_config or {}).items()
+        if role in ("planner", "caller", "summarizer") and isinstance(name, str) and name
+    }
+    endpoints = {e.name: e for e in ModelEndpoint.objects.filter(name__in=names.values())}
+    missing = sorted(set(names.values()) - set(endpoints))
+    if missing:
+        raise ModelError(
+            f"the agent's strategy names endpoints that do not exist: {', '.join(missing)}"
+        )
+    return {role: backend_for(endpoints[name]) for role, name in names.items()}
 
 
 def trace_run(*, trace_id) -> Trace | None:
@@ -106,6 +122,8 @@ def trace_run(*, trace_id) -> Trace | None:
                 system_prompt=agent.system_prompt,
                 max_steps=agent.max_steps,
                 should_stop=should_stop,
+                config=agent.strategy_config,
+                role_backends=_role_backends(agent),
                 **({"single_turn": True} if evaluation.get("single_turn") else {}),
             )
             outcome = strategy.run(trace.input, history=evaluation.get("messages"))
