@@ -95,6 +95,7 @@ class Experiment(models.Model):
     class Meta:
         app_label = "agents"
         ordering = ["-created_at"]
+        permissions = [("run_experiment", "Can import datasets and run experiments")]
 
     def __str__(self) -> str:
         return self.name

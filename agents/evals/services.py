@@ -38,17 +38,32 @@ def dataset_items_parse(
     *, format: str, questions: Path, answers: Path | None = None
 ) -> list[ItemData]:
     """Read a dataset file (and its answers) into items, or raise DatasetFileError."""
+    return dataset_items_from_lines(
+        format=format,
+        questions=_read_lines(questions),
+        answers=_read_lines(answers) if answers else None,
+        questions_name=str(questions),
+        answers_name=str(answers) if answers else "answers",
+    )
+
+
+def dataset_items_from_lines(
+    *,
+    format: str,
+    questions: list[str],
+    answers: list[str] | None = None,
+    questions_name: str = "questions",
+    answers_name: str = "answers",
+) -> list[ItemData]:
+    """The same from lines already read (an upload)."""
     if format == FORMAT_BFCL:
         return bfcl_items_parse(
-            _read_lines(questions),
-            _read_lines(answers) if answers else None,
-            questions_name=str(questions),
-            answers_name=str(answers) if answers else "answers",
+            questions, answers, questions_name=questions_name, answers_name=answers_name
         )
     if format == FORMAT_JSONL:
         if answers:
-            raise DatasetFileError("--answers is for BFCL files; our JSONL carries its answers")
-        return jsonl_items_parse(_read_lines(questions), name=str(questions))
+            raise DatasetFileError("an answers file is for BFCL; our JSONL carries its answers")
+        return jsonl_items_parse(questions, name=questions_name)
     raise DatasetFileError(f"unknown format {format!r}: use bfcl or jsonl")
 
 
