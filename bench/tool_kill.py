@@ -11,7 +11,9 @@ that one that overruns its timeout can be killed. This prints:
 2. recovery: ``--runaways`` times, a busy-loop tool with a ``--timeout`` s limit is
    started; we time from the moment its deadline passes to the moment the next call
    (``echo``) has answered — the kill, the reap and one fresh call;
-3. cancel latency: from ``cancel.set()`` to ToolCancelled, with a 60 s timeout.
+3. cancel latency: from ``cancel.set()`` to ToolCancelled, with a 60 s timeout;
+4. a ``code`` tool call in the sandbox (namespaces, mounts, fresh ``python -I -S``), and
+   recovery after a sandboxed busy loop is killed (needs root).
 
 The last line is ``recovery_p95_ms=…``. No database is needed (unsaved Tool rows).
 """
@@ -57,6 +59,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--runaways", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=0.5)
+    parser.add_argument("--sandbox-calls", type=int, default=20)
     args = parser.parse_args()
 
     echo = Tool(
@@ -105,6 +108,28 @@ def main() -> None:
         except ToolCancelled:
             cancel_latency.append((time.perf_counter() - stamp[0]) * 1000)
     print(line("cancel → ToolCancelled", cancel_latency))
+
+    from toolsapp.sandbox import sandbox_run
+
+    sandboxed = []
+    for _ in range(args.sandbox_calls):
+        t = time.perf_counter()
+        sandbox_run(source="def f(x):\n    return x\n", function="f", arguments={"x": 1}, timeout=5)
+        sandboxed.append((time.perf_counter() - t) * 1000)
+    print(line("sandboxed code call", sandboxed))
+    sandbox_recovery = []
+    for _ in range(args.runaways):
+        start = time.perf_counter()
+        with contextlib.suppress(ToolTimeout):
+            sandbox_run(
+                source="def f():\n    while True:\n        pass\n",
+                function="f",
+                arguments={},
+                timeout=args.timeout,
+            )
+        sandbox_run(source="def f():\n    return 1\n", function="f", arguments={}, timeout=5)
+        sandbox_recovery.append((time.perf_counter() - start - args.timeout) * 1000)
+    print(line("recovery after a sandboxed runaway (deadline → next answer)", sandbox_recovery))
     print(f"recovery_p95_ms={pct(recovery, 0.95):.1f}")
 
 
