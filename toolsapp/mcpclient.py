@@ -160,11 +160,13 @@ class McpSessions:
                 if not session.ready.done():
                     session.ready.set_result(client)
                 await session.closing.wait()
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+        except Exception as exc:  # noqa: BLE001 - handed to whoever waits
             if not session.ready.done():
                 session.ready.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+        except BaseException:
+            if not session.ready.done():
+                session.ready.cancel()
+            raise
         finally:
             if self._sessions.get(spec) is session:
                 del self._sessions[spec]
@@ -179,6 +181,13 @@ class McpSessions:
         try:
             await asyncio.wait_for(asyncio.shield(session.ready), connect_timeout)
             return session
+        except asyncio.CancelledError:
+            # The caller gave up while it connected: a server stuck in its handshake
+            # must not be left behind.
+            if session.client is None:
+                self._forget(spec, session)
+                session.task.cancel()
+            raise
         except TimeoutError:
             await self._drop(session)
             raise ToolTimeout(
@@ -206,11 +215,15 @@ class McpSessions:
 
     async def _drop(self, session: _Session) -> None:
         self._forget(session.spec, session)
-        if session.task is not None and session.task is not asyncio.current_task():
-            try:
-                await asyncio.wait_for(asyncio.shield(session.task), 5)
-            except BaseException:  # noqa: BLE001 - a stuck shutdown must not stick us
-                session.task.cancel()
+        task = session.task
+        if task is None or task is asyncio.current_task():
+            return
+        if session.client is None:  # still connecting: nothing to close politely
+            task.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 5)
+        except BaseException:  # noqa: BLE001 - a stuck shutdown must not stick us
+            task.cancel()
 
     async def _request(
         self, spec: ServerSpec, call: Callable[[Client], Awaitable[Any]], connect_timeout: float

@@ -219,6 +219,26 @@ def test_a_server_that_answers_garbage_gives_a_clear_error(changing):
     assert isinstance(call("pid", "changing")["result"], int)
 
 
+def test_a_server_that_never_finishes_its_handshake_times_out_and_is_stopped(settings, tmp_path):
+    settings.TOOLTRAIL_MCP_TIMEOUT_SECONDS = 1
+    marker = tmp_path / "mute.pid"
+    with pytest.raises(ToolTimeout, match="MCP server 'mute'"):
+        sync("mute", command=f"sh -c 'echo $$ > {marker}; exec sleep 60'")
+    pid = int(marker.read_text())
+    Stack.wait_until(lambda: not _alive(pid), timeout=15, what="the mute server to be stopped")
+    assert SESSIONS.open_sessions() == []
+    assert not McpServer.objects.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    return status != "Z"
+
+
 def test_an_unreachable_server_is_a_clear_error_and_nothing_is_saved():
     with pytest.raises(ToolExecutionError, match="could not be started or reached.*No such file"):
         sync("ghost", command="/nonexistent/mcp-server")
