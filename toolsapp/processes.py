@@ -64,11 +64,12 @@ def child_reply(fd: int, *, value: Any = None, error: str | None = None) -> NoRe
     os._exit(code)
 
 
-def _kill(pid: int, ctl_fd: int) -> None:
-    """Kill the child's process group and every pid it named on the control pipe."""
+def _kill(pid: int, ctl_fd: int | None) -> None:
+    """Kill the child's process group and every pid it named on the control pipe (none
+    once the child has exited by itself: what it named ended before it did)."""
     extra = b""
     with contextlib.suppress(OSError):
-        while chunk := os.read(ctl_fd, 4096):
+        while ctl_fd is not None and (chunk := os.read(ctl_fd, 4096)):
             extra += chunk
     for line in extra.split():
         with contextlib.suppress(OSError, ValueError):
@@ -164,7 +165,7 @@ def run_killable(
             _kill(pid, ctl_r)
             _, status = os.waitpid(pid, 0)
         else:
-            _kill(pid, ctl_r)  # grandchildren left behind in its group
+            _kill(pid, None)  # grandchildren left behind in its group
         os.close(out_r)
         os.close(ctl_r)
     if failure is not None:
