@@ -111,7 +111,8 @@ class Limits:
     def default(cls, *, timeout: float) -> Limits:
         return cls(
             wall_seconds=timeout,
-            cpu_seconds=max(1, int(timeout + 0.999)),
+            # A second over the wall time: a busy loop meets the wall deadline first.
+            cpu_seconds=int(timeout + 0.999) + 1,
             memory_mb=settings.TOOLTRAIL_SANDBOX_MEMORY_MB,
             file_bytes=settings.TOOLTRAIL_SANDBOX_FILE_BYTES,
             processes=settings.TOOLTRAIL_SANDBOX_PROCESSES,
