@@ -13,6 +13,9 @@ from traces.services import trace_create, trace_finish
 from .models import Agent
 
 
+RESUMABLE_STRATEGIES = ("function_calling", "self_refine", "decide_first")
+
+
 class RunError(Exception):
     """A run cannot be started or cancelled; the message says why."""
 
@@ -21,11 +24,20 @@ class EnqueueError(RunError):
     """The task queue (the broker) cannot be reached."""
 
 
-def agent_run_start(*, agent: Agent, input: str, user=None) -> Trace:
+def agent_run_start(
+    *,
+    agent: Agent,
+    input: str,
+    user=None,
+    metadata: dict | None = None,
+    enqueue: bool = True,
+) -> Trace:
     """Create a queued trace and enqueue its run on the ``agents`` queue after commit.
 
     If the broker cannot be reached the trace ends ``failed`` with the reason (nothing
-    stays queued forever) and RunError is raised.
+    stays queued forever) and RunError is raised. ``metadata`` is merged into the trace's
+    (an evaluation item puts its functions and messages there); ``enqueue=False`` leaves
+    the queued trace for the caller to run (``agents.runner.trace_run``) in its own process.
     """
     text = (input or "").strip()
     if not text:
@@ -36,8 +48,10 @@ def agent_run_start(*, agent: Agent, input: str, user=None) -> Trace:
             input=text,
             agent_slug=agent.slug,
             created_by=user if user is not None and user.is_authenticated else None,
-            metadata=_run_metadata(agent),
+            metadata={**_run_metadata(agent), **(metadata or {})},
         )
+        if not enqueue:
+            return trace
 
         _enqueue_on_commit(trace)
     return trace
@@ -104,6 +118,13 @@ def agent_run_fork(*, trace: Trace, seq: int, arguments: Any, user=None) -> Trac
     )
     if agent is None:
         raise RunError("the agent that ran this trace no longer exists")
+    # Resuming mid-turn is defined for the plain loop (and the ones that reuse its turn:
+    # self-refine, decide-first); a search tree or a planner has state a trace does not hold.
+    if trace.metadata.get("strategy", "function_calling") not in RESUMABLE_STRATEGIES:
+        raise RunError(
+            f"re-running from a step is not available for the {trace.metadata['strategy']!r} "
+            "strategy; use the function-calling loop"
+        )
     if not isinstance(arguments, dict):
         raise RunError("the arguments must be a JSON object")
     schema = step.metadata.get("schema") if isinstance(step.metadata, dict) else None
