@@ -12,7 +12,6 @@ from traces.services import trace_create, trace_finish
 
 from .models import Agent
 
-
 RESUMABLE_STRATEGIES = ("function_calling", "self_refine", "decide_first")
 
 
@@ -93,14 +92,17 @@ def _enqueue_on_commit(trace: Trace) -> None:
     transaction.on_commit(enqueue)
 
 
-def agent_run_fork(*, trace: Trace, seq: int, arguments: Any, user=None) -> Trace:
+def agent_run_fork(
+    *, trace: Trace, seq: int, arguments: Any, user=None, enqueue: bool = True
+) -> Trace:
     """Re-run the agent of ``trace`` from its tool call #``seq`` with edited ``arguments``.
 
     Preconditions (checked first, RunError otherwise): step ``seq`` is a tool call of a
     model call in ``trace``; the trace's agent still exists; ``arguments`` is an object
     valid against the schema stored on the step. The new trace copies the steps before
-    ``seq``, records the fork point and parent trace, and its run (queued at once) starts
-    by making the edited call, then the model's other calls of that turn, then goes on.
+    ``seq``, records the fork point and parent trace, and its run (queued at once, unless
+    ``enqueue=False``) starts by making the edited call, then the model's other calls of
+    that turn, then goes on.
     """
     from toolsapp.validation import ToolArgumentsError, arguments_check
     from traces.models import Step
@@ -197,7 +199,8 @@ def agent_run_fork(*, trace: Trace, seq: int, arguments: Any, user=None) -> Trac
                 created_by=user if user is not None and user.is_authenticated else None,
                 metadata=metadata,
             )
-            _enqueue_on_commit(new)
+            if enqueue:
+                _enqueue_on_commit(new)
     except TraceError as exc:
         raise RunError(str(exc)) from exc
     return new

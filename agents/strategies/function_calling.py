@@ -91,6 +91,9 @@ class FunctionCallingLoop:
             trace_id=self.trace_id, backend=self.backend, messages=list(fork["messages"])
         )
         conversation.sent, conversation.previous_seq = fork["sent"], model_step.seq
+        # A stateful backend (a recording) learns where the conversation stands.
+        if hasattr(self.backend, "continue_from"):
+            self.backend.continue_from(conversation.messages)
         for call in fork["calls"]:
             self._check_cancel()
             request = ToolCallRequest(id=call["id"], name=call["name"], arguments=call["arguments"])

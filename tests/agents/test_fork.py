@@ -31,7 +31,7 @@ def shape(trace) -> list[tuple]:
 @pytest.fixture
 def finished_run(scripted_agent):
     agent = scripted_agent(SCRIPT)
-    trace = agent_run_start(agent=agent, input="What is 2 + 2?")
+    trace = agent_run_start(agent=agent, input="What is 2 + 2?", enqueue=False)
     return trace_run(trace_id=trace.id)
 
 
@@ -41,7 +41,7 @@ def test_a_fork_copies_the_steps_before_the_call_and_reruns_with_the_edited_argu
     source = finished_run
     assert source.status == "succeeded"
 
-    fork = agent_run_fork(trace=source, seq=2, arguments={"expression": "6 * 7"})
+    fork = agent_run_fork(trace=source, seq=2, arguments={"expression": "6 * 7"}, enqueue=False)
     assert (fork.forked_from_id, fork.fork_seq, fork.step_count) == (source.id, 2, 1)
     done = trace_run(trace_id=fork.id)
 
