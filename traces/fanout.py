@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from django.template.loader import render_to_string
 
-from .broadcast import TRACE_LIST_GROUP
+from .broadcast import TRACE_LIST_GROUP, trace_group
 from .events import ROUTES, STEP, TRACE
 from .models import Trace
 from .rendering import EVENT_HTML, trace_from_payload
@@ -49,7 +49,7 @@ class Event:
             if not isinstance(data, dict) or data.get("type") not in ROUTES:
                 raise ValueError(f"unknown event type {data.get('type')!r}")
             uuid.UUID(str(data["trace"]))
-            if group != TRACE_LIST_GROUP and group != f"trace.{data['trace']}":
+            if group not in (TRACE_LIST_GROUP, trace_group(data["trace"])):
                 raise ValueError("an event for another trace")
             if data["type"] == STEP and (
                 type(data.get("seq")) is not int or data["step"].get("seq") != data["seq"]
@@ -161,7 +161,14 @@ class Hub:
 
     async def _receive(self, group: str, channel: str) -> None:
         while True:
-            message = await self.layer.receive(channel)
+            try:
+                message = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis went away: retry; sockets fill gaps by cursor
+                logger.exception("receiving events of %s failed; retrying", group)
+                await asyncio.sleep(1)
+                continue
             self.queue.put_nowait((group, message))
 
     async def _fan_out(self) -> None:

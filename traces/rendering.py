@@ -221,7 +221,8 @@ def trace_from_payload(payload: dict):
     trace.forked_from_id = uuid.UUID(str(forked)) if forked else None
     trace.fork_seq = int(payload["fork_seq"]) if payload.get("fork_seq") is not None else None
     trace.created_at = _parse_time(payload.get("created_at"))
-    trace.metadata = {}
+    price = payload.get("price")
+    trace.metadata = {"price": price} if isinstance(price, dict) else {}
     return trace
 
 

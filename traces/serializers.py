@@ -54,6 +54,7 @@ def trace_payload(trace: Trace) -> dict[str, Any]:
         "tool_calls": trace.tool_calls,
         "error_count": trace.error_count,
         "cost": trace.cost,
+        "price": trace.metadata.get("price") if isinstance(trace.metadata, dict) else None,
         "cancel_requested": trace.cancel_requested,
         "forked_from": str(trace.forked_from_id) if trace.forked_from_id else None,
         "fork_seq": trace.fork_seq,

@@ -304,6 +304,12 @@
   // --- calls in progress: a ticking duration -------------------------------------------
   setInterval(function () {
     var now = Date.now();
+    // A call announced both in the greeting and live (a connect right as it started)
+    // is shown once.
+    var seen = {};
+    document.querySelectorAll("#running-calls > li").forEach(function (li) {
+      if (seen[li.id]) li.remove(); else seen[li.id] = true;
+    });
     document.querySelectorAll("[data-running-since]").forEach(function (el) {
       var since = +el.getAttribute("data-running-since");
       el.textContent = "running " + ((now - since) / 1000).toFixed(1) + " s…";
