@@ -324,3 +324,25 @@ def test_the_trace_list_pages_by_keyset_and_keeps_the_filters(client, viewer):
     assert "← Newer" in second
     # A later page is not told of new runs (they belong on the first).
     assert "page=2" in re.search(r'ws-connect="([^"]+)"', second).group(1)
+
+
+def test_a_long_trace_shows_its_first_screen_and_links_to_the_next_steps(client, viewer):
+    from traces.models import Step
+    from traces.services import step_record, trace_start
+
+    trace = trace_create(name="long", input="x")
+    trace_start(trace_id=trace.id)
+    model = step_record(trace_id=trace.id, kind=Step.Kind.MODEL_CALL, name="m")
+    for n in range(249):
+        step_record(trace_id=trace.id, kind=Step.Kind.TOOL_CALL, name=f"t{n}", parent=model)
+
+    first = client.get(f"/traces/{trace.id}/").content.decode()
+    assert len(tree_of(first)) == 200
+    assert 'href="?after=200" data-testid="more-steps"' in first
+    rest = client.get(f"/traces/{trace.id}/?after=200").content.decode()
+    assert sorted(tree_of(rest)) == list(range(201, 251))
+    assert set(tree_of(rest).values()) == {1}  # still drawn under their parent, one level in
+    assert 'data-depth="1"' in rest
+    assert "more-steps" not in rest
+    # Non-ASCII digits and huge numbers are ignored, not a 500.
+    assert client.get(f"/traces/{trace.id}/?after=²&step=99999999999").status_code == 200
