@@ -8,8 +8,9 @@ one Celery worker — and a scripted agent that emits about ``--rate`` steps a s
 for ``--seconds`` seconds (each reply: model call, tool call, tool result).
 
 1. Websocket: ``--clients`` JSON clients (bearer token) connect to the trace before the
-   run starts; for every step they receive we record ``time.time() - committed_at``
-   (``committed_at`` is stamped by the worker in the on-commit callback).
+   run starts (connected = greeted: catch-up and the trace's state received); for every
+   live step they receive (the frames of ``docs/events.md``, read with ``json.loads``) we
+   record ``time.time() - committed_at`` (stamped in the on-commit callback).
 2. Polling, for comparison: the same number of clients poll
    ``GET /api/traces/<id>/steps?after=N`` every ``--poll-ms`` ms during a second run;
    latency is measured against the commit times one websocket listener reports.
