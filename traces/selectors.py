@@ -143,11 +143,12 @@ def trace_filters_parse(params) -> TraceFilters:
     return TraceFilters(**values)
 
 
-def _search_steps(q: str) -> QuerySet[Step]:
-    """Steps whose input or output matches ``q``: PostgreSQL full-text search there;
-    elsewhere (SQLite) every word must appear, case-insensitively, in either."""
+def step_search_text():
+    """A step's searchable text (input, output, error) as one expression: the selector
+    searches it, and on PostgreSQL the GIN index of migration 0004 is built on exactly
+    this expression (change both together)."""
     blank, space = Value("", output_field=TextField()), Value(" ", output_field=TextField())
-    text = Concat(
+    return Concat(
         Coalesce(Cast("input", TextField()), blank),
         space,
         Coalesce(Cast("output", TextField()), blank),
@@ -155,13 +156,24 @@ def _search_steps(q: str) -> QuerySet[Step]:
         Cast("error", TextField()),
         output_field=TextField(),
     )
-    if connection.vendor == "postgresql":
-        from django.contrib.postgres.search import SearchQuery, SearchVector
 
-        return Step.objects.annotate(search=SearchVector(text, config="simple")).filter(
+
+def step_search_vector():
+    from django.contrib.postgres.search import SearchVector
+
+    return SearchVector(step_search_text(), config="simple")
+
+
+def _search_steps(q: str) -> QuerySet[Step]:
+    """Steps whose input, output or error match ``q``: PostgreSQL full-text search there
+    (indexed); elsewhere (SQLite) every word must appear, case-insensitively, in them."""
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.search import SearchQuery
+
+        return Step.objects.annotate(search=step_search_vector()).filter(
             search=SearchQuery(q, search_type="websearch", config="simple")
         )
-    qs = Step.objects.annotate(search_text=text)
+    qs = Step.objects.annotate(search_text=step_search_text())
     for word in q.split()[:10]:
         qs = qs.filter(search_text__icontains=word)
     return qs
