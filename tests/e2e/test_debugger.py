@@ -96,6 +96,7 @@ def test_tree_timeline_and_panel_select_together_with_the_keyboard(stack, page, 
     page.goto(f"{stack.base_url}/traces/{trace.id}/?step=6")
     expect(page.locator("#step-6")).to_have_class(re.compile("is-selected"))
     expect(page.locator("#step-detail")).to_contain_text("echo failed: boom")
+    page.screenshot(path="/tmp/tooltrail-e2e-debugger.png", full_page=True)
 
 
 def test_a_slow_tool_call_shows_as_running_even_after_a_reload(
