@@ -186,6 +186,10 @@ TOOLTRAIL_HEARTBEAT_SECONDS = env_float("TOOLTRAIL_HEARTBEAT_SECONDS", 2.0)
 TOOLTRAIL_STALE_AFTER_SECONDS = env_float("TOOLTRAIL_STALE_AFTER_SECONDS", 30.0)
 TOOLTRAIL_TOOL_TIMEOUT_SECONDS = env_float("TOOLTRAIL_TOOL_TIMEOUT_SECONDS", 30.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
+# A step row keeps at most this many bytes of its input, output and error each; the
+# rest of a bigger value goes to a StepBlob (itself capped), read on demand.
+TOOLTRAIL_STEP_FIELD_MAX_BYTES = int(env_float("TOOLTRAIL_STEP_FIELD_MAX_BYTES", 256 * 1024))
+TOOLTRAIL_STEP_BLOB_MAX_BYTES = int(env_float("TOOLTRAIL_STEP_BLOB_MAX_BYTES", 16 * 1024 * 1024))
 
 LOGGING = {
     "version": 1,

@@ -138,3 +138,24 @@ class Step(models.Model):
         if self.started_at and self.ended_at:
             return (self.ended_at - self.started_at).total_seconds() * 1000
         return None
+
+
+class StepBlob(models.Model):
+    """The whole value of a step field too big for the step's row (see traces.limits):
+    its JSON text (plain text for ``error``), loaded only when someone asks for it."""
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="blobs")
+    field = models.CharField(max_length=16)
+    text = models.TextField()
+    size = models.PositiveBigIntegerField(help_text="Bytes of the whole value.")
+    complete = models.BooleanField(
+        default=True, help_text="False when even the blob was cut (over its own cap)."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["step", "field"], name="step_blob_unique_field")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step} {self.field} ({self.size} bytes)"

@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from .models import Step, Trace
+from .models import Step, StepBlob, Trace
 
 
 def trace_get_for_user(*, user, trace_id: uuid.UUID | str) -> Trace:
@@ -89,3 +89,8 @@ def model_call_conversation(*, step: Step) -> list[dict] | None:
     if len(conversation) != data["earlier_messages"]:
         return None
     return conversation + messages
+
+
+def step_blob_get(*, step: Step, field: str) -> StepBlob | None:
+    """The whole value of a step field that its row keeps only a preview of."""
+    return StepBlob.objects.filter(step=step, field=field).first()

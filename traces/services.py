@@ -19,7 +19,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from .broadcast import TRACE_LIST_GROUP, group_send_on_commit, trace_group
-from .models import Step, Trace
+from .limits import text_cap, text_size, value_cap
+from .models import Step, StepBlob, Trace
 from .rendering import step_live_html, totals_oob_html
 
 
@@ -147,12 +148,27 @@ def step_record(
 
     The sequence number is taken under the trace's row lock, so concurrent writers
     never share one. The trace's step count, token totals and heartbeat move with it.
+    Input, output and error are capped (traces.limits): the row keeps a preview with a
+    "truncated: N bytes" marker and the whole value goes to a StepBlob.
     """
     if kind not in Step.Kind.values:
         raise TraceError(f"unknown step kind {kind!r}")
     status = Step.Status.ERROR if (kind == Step.Kind.ERROR or error) else Step.Status.OK
     now = timezone.now()
     meta = dict(metadata or {})
+    # Sized outside the lock: encoding a big value must not hold up other writers.
+    blobs: dict[str, str] = {}
+    capped_input, capped_output = value_cap(input), value_cap(output)
+    input, output = capped_input.value, capped_output.value
+    error, full_error, cut_error = text_cap(str(error or ""))
+    for field, full, cut in (
+        ("input", capped_input.full_text, capped_input.cut_bytes),
+        ("output", capped_output.full_text, capped_output.cut_bytes),
+        ("error", full_error, cut_error),
+    ):
+        if full is not None:
+            blobs[field] = full
+            meta.setdefault("truncated", {})[field] = cut
     with transaction.atomic():
         trace = (
             Trace.objects.select_for_update()
@@ -172,18 +188,20 @@ def step_record(
             seq=seq,
             parent=parent,
             kind=kind,
-            name=name[:200],
+            name=str(name or "")[:200],
             input=input,
             output=output,
             error=error,
             status=status,
-            tool_call_id=tool_call_id[:100],
+            tool_call_id=str(tool_call_id or "")[:100],
             started_at=started_at or now,
             ended_at=ended_at or now,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             metadata=meta,
         )
+        if blobs:
+            _blobs_save(step, blobs)
         Trace.objects.filter(pk=trace.id).update(
             step_count=seq,
             prompt_tokens=F("prompt_tokens") + prompt_tokens,
@@ -217,6 +235,20 @@ def step_record(
     return step
 
 
+def _blobs_save(step: Step, blobs: dict[str, str]) -> None:
+    limit = settings.TOOLTRAIL_STEP_BLOB_MAX_BYTES
+    StepBlob.objects.bulk_create(
+        StepBlob(
+            step=step,
+            field=field,
+            text=text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore"),
+            size=text_size(text),
+            complete=text_size(text) <= limit,
+        )
+        for field, text in blobs.items()
+    )
+
+
 def trace_heartbeat(*, trace_id: uuid.UUID | str) -> None:
     Trace.objects.filter(pk=trace_id, status=Trace.Status.RUNNING).update(
         heartbeat_at=timezone.now()
@@ -239,8 +271,9 @@ def trace_finish(
         if trace.is_finished:
             return trace
         trace.status = status
-        trace.output = output
-        trace.error = error
+        # The whole answer is in the final step's blob; the trace row keeps a capped copy.
+        trace.output = text_cap(output or "")[0]
+        trace.error = text_cap(error or "")[0]
         trace.ended_at = timezone.now()
         if trace.started_at is None:
             trace.started_at = trace.ended_at

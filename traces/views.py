@@ -15,6 +15,7 @@ from .models import Step, Trace
 from .rendering import tree_html
 from .selectors import (
     model_call_conversation,
+    step_blob_get,
     step_get,
     steps_after,
     steps_for_tree,
@@ -149,6 +150,28 @@ def api_trace_steps(request: HttpRequest, trace_id) -> JsonResponse:
             "more": len(steps) == limit,
         }
     )
+
+
+@api_view(("GET",))
+def api_step_full(request: HttpRequest, trace_id, seq: int, field: str) -> HttpResponse:
+    """``GET /api/traces/<id>/steps/<seq>/full/<input|output|error>``: the whole value of
+    a step field whose row keeps only a capped preview (JSON text; the error as text)."""
+    trace = _get_trace_for_user(request, trace_id)
+    step = step_get(trace_id=trace.id, seq=seq)
+    if step is None:
+        raise Http404("no such step")
+    if field not in ("input", "output", "error"):
+        raise ApiError("field must be input, output or error", status=404)
+    blob = step_blob_get(step=step, field=field)
+    if blob is None:
+        raise ApiError(f"the step's {field} was not truncated: the step itself holds it", 404)
+    json_text = field != "error" and blob.complete
+    response = HttpResponse(
+        blob.text, content_type="application/json" if json_text else "text/plain; charset=utf-8"
+    )
+    response["X-Tooltrail-Size"] = str(blob.size)
+    response["X-Tooltrail-Complete"] = "true" if blob.complete else "false"
+    return response
 
 
 @api_view(("POST",), permission="agents.run_agent")

@@ -146,7 +146,7 @@ class FunctionCallingLoop:
         )
 
         def error(name: str, message: str, started=None) -> str:
-            step_record(
+            error_step = step_record(
                 trace_id=self.trace_id,
                 kind=Step.Kind.ERROR,
                 name=name,
@@ -157,7 +157,8 @@ class FunctionCallingLoop:
                 started_at=started,
                 metadata=schema_meta,
             )
-            return json.dumps({"error": message})
+            # The message as stored: capped, with its "truncated" marker if it was cut.
+            return json.dumps({"error": error_step.error})
 
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"
@@ -173,7 +174,7 @@ class FunctionCallingLoop:
             return error("invalid_arguments", str(exc), started)
         except ToolExecutionError as exc:
             return error("tool_error", f"{call.name} failed: {exc}", started)
-        step_record(
+        result_step = step_record(
             trace_id=self.trace_id,
             kind=Step.Kind.TOOL_RESULT,
             name=call.name,
@@ -184,4 +185,5 @@ class FunctionCallingLoop:
             started_at=started,
             ended_at=timezone.now(),
         )
-        return json.dumps(result, default=str)
+        # The model reads the result as stored: a big one capped, with its marker.
+        return json.dumps(result_step.output, default=str)
