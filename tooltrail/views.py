@@ -7,15 +7,25 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from .api import bearer_token
 from .health import health_report
 from .models import ApiToken
-from .services import api_token_create, api_token_revoke
+from .services import api_token_authenticate, api_token_create, api_token_revoke
 
 
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
+    """Up or down for anyone (load balancers); what is wrong, and where, only for
+    signed-in staff: hostnames, queues and error texts are a map for an attacker."""
     report = health_report()
-    return JsonResponse(report, status=200 if report["ok"] else 503)
+    status = 200 if report["ok"] else 503
+    user = request.user
+    token = bearer_token(request.headers)
+    if token:
+        user = api_token_authenticate(raw=token)
+    if not (user is not None and user.is_authenticated and user.is_staff):
+        return JsonResponse({"ok": report["ok"]}, status=status)
+    return JsonResponse(report, status=status)
 
 
 def home(request: HttpRequest) -> HttpResponse:
