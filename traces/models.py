@@ -59,6 +59,9 @@ class Trace(models.Model):
         max_length=200, blank=True, help_text="Worker host and pid running it."
     )
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a running trace must have ended (database clock)."
+    )
     otel_trace_id = models.CharField(
         max_length=32, blank=True, db_index=True, help_text="OTLP trace id (hex), if ingested."
     )

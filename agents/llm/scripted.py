@@ -13,10 +13,10 @@ call of the run; when the script runs out the backend raises ModelError.
 from __future__ import annotations
 
 import json
-import time
+import threading
 from typing import Any
 
-from .base import ModelError, ModelReply, ToolCallRequest
+from .base import ModelCancelled, ModelError, ModelReply, ToolCallRequest
 
 
 class ScriptedBackend:
@@ -29,15 +29,22 @@ class ScriptedBackend:
         self.script = script
         self.turn = 0
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelReply:
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        cancel: threading.Event | None = None,
+    ) -> ModelReply:
         if self.turn >= len(self.script):
             raise ModelError(
                 f"the script has only {len(self.script)} replies; the run asked for more"
             )
         entry = self.script[self.turn]
         self.turn += 1
-        if entry.get("delay_ms"):
-            time.sleep(entry["delay_ms"] / 1000)
+        # Waits like a slow model, and like one that can be interrupted.
+        if entry.get("delay_ms") and (cancel or threading.Event()).wait(entry["delay_ms"] / 1000):
+            raise ModelCancelled("the model call was cancelled")
         calls = []
         for index, call in enumerate(entry.get("tool_calls") or []):
             arguments = call.get("arguments", {})

@@ -8,14 +8,16 @@ tool call, tool result and error becomes a step, written through the traces serv
 
 from __future__ import annotations
 
+import inspect
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
 
-from agents.llm import ModelBackend, ModelError
+from agents.llm import ModelBackend, ModelCancelled, ModelError
 from toolsapp.executors import ToolExecutionError
 from toolsapp.models import Tool
 from toolsapp.services import tool_execute
@@ -25,7 +27,11 @@ from traces.services import step_record
 
 
 class RunCancelled(Exception):
-    """Someone asked the run to stop."""
+    """Someone asked the run to stop (or its deadline passed: the runner knows which)."""
+
+
+# Tool calls become interruptible where the executors support it (a killable process).
+_TOOL_CANCEL = "cancel" in inspect.signature(tool_execute).parameters
 
 
 @dataclass
@@ -45,6 +51,7 @@ class FunctionCallingLoop:
         system_prompt: str,
         max_steps: int,
         should_stop: Callable[[], bool],
+        cancel: threading.Event | None = None,
     ) -> None:
         self.trace_id = trace_id
         self.backend = backend
@@ -53,6 +60,9 @@ class FunctionCallingLoop:
         self.system_prompt = system_prompt
         self.max_steps = max_steps
         self.should_stop = should_stop
+        # Set (by the runner's watcher) when the run must stop: interrupts a model call
+        # or a tool call in progress rather than waiting for it to end.
+        self.cancel = cancel
 
     def _check_cancel(self) -> None:
         if self.should_stop():
@@ -77,7 +87,12 @@ class FunctionCallingLoop:
                 "earlier_from_step": previous_seq,
             }
             try:
-                reply = self.backend.complete(messages, self.tool_specs)
+                if self.cancel is None:
+                    reply = self.backend.complete(messages, self.tool_specs)
+                else:
+                    reply = self.backend.complete(messages, self.tool_specs, cancel=self.cancel)
+            except ModelCancelled:
+                raise RunCancelled() from None
             except ModelError as exc:
                 step_record(
                     trace_id=self.trace_id,
@@ -160,6 +175,8 @@ class FunctionCallingLoop:
             # The message as stored: capped, with its "truncated" marker if it was cut.
             return json.dumps({"error": error_step.error})
 
+        if call.problem:
+            return error("invalid_tool_call", f"this tool call cannot be run: {call.problem}")
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"
             return error(
@@ -169,7 +186,10 @@ class FunctionCallingLoop:
             return error("invalid_arguments", str(parse_error))
         started = timezone.now()
         try:
-            result = tool_execute(tool=tool, arguments=arguments)
+            if _TOOL_CANCEL and self.cancel is not None:
+                result = tool_execute(tool=tool, arguments=arguments, cancel=self.cancel)
+            else:
+                result = tool_execute(tool=tool, arguments=arguments)
         except ToolArgumentsError as exc:
             return error("invalid_arguments", str(exc), started)
         except ToolExecutionError as exc:
