@@ -1,4 +1,5 @@
-"""Login for every page: anonymous requests go to the login page (JSON 401 for the API)."""
+"""Login for every page: anonymous requests go to the login page (JSON 401 for the API).
+Request bodies over the size limit are refused up front with 413 (JSON on the API)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 
 # Paths that must answer without a session: the login page itself, the health check
 # (load balancers) and static files.
@@ -32,3 +34,33 @@ class LoginRequiredEverywhereMiddleware:
         if request.headers.get("accept", "").startswith("application/json"):
             return JsonResponse({"error": "authentication required"}, status=401)
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+
+
+class RequestSizeLimitMiddleware:
+    """Answer 413 to a body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (multipart
+    uploads: ``TOOLTRAIL_MAX_UPLOAD_BYTES``) before anything reads it: a JSON error on
+    ``/api/``, a page that says what happened elsewhere. Left to Django, the first read
+    raises RequestDataTooBig: a bare "Bad Request (400)" and a traceback in the log."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        multipart = request.content_type == "multipart/form-data"
+        limit = (
+            settings.TOOLTRAIL_MAX_UPLOAD_BYTES
+            if multipart
+            else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        )
+        if limit is None or length <= limit:
+            return self.get_response(request)
+        message = f"the request body is {length} bytes; the limit is {limit} bytes"
+        if request.path.startswith(TOKEN_PREFIXES) or request.headers.get("accept", "").startswith(
+            "application/json"
+        ):
+            return JsonResponse({"error": message}, status=413)
+        return HttpResponse(render_to_string("413.html", {"message": message}), status=413)

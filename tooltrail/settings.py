@@ -93,6 +93,7 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Request bodies above this answer 413 (JSON on /api/), never a traceback.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env_float("DATA_UPLOAD_MAX_MEMORY_SIZE", 2.5 * 1024 * 1024))
+TOOLTRAIL_MAX_UPLOAD_BYTES = int(env_float("TOOLTRAIL_MAX_UPLOAD_BYTES", 64 * 1024 * 1024))
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o]
 
 INSTALLED_APPS = [
@@ -114,6 +115,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "tooltrail.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -240,6 +242,8 @@ TOOLTRAIL_MODEL_DEADLINE_SECONDS = env_float("TOOLTRAIL_MODEL_DEADLINE_SECONDS",
 TOOLTRAIL_MODEL_REPLY_MAX_BYTES = int(env_float("TOOLTRAIL_MODEL_REPLY_MAX_BYTES", 8 * 1024 * 1024))
 # A trace queued this long without a worker taking it (its task lost with a restarted
 # Redis or a killed worker) is enqueued again; after three tries it ends failed.
+# An open websocket re-checks the login or token it was opened with this often.
+TOOLTRAIL_WS_REAUTH_SECONDS = env_float("TOOLTRAIL_WS_REAUTH_SECONDS", 30.0)
 TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS = env_float("TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS", 600.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
 # A step row keeps at most this many bytes of its input, output and error each; the

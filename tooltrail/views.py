@@ -10,7 +10,8 @@ from django.views.decorators.http import require_POST
 from .api import bearer_token
 from .health import health_report
 from .models import ApiToken
-from .services import api_token_authenticate, api_token_create, api_token_revoke
+from .params import int_param
+from .services import MAX_TOKEN_DAYS, api_token_authenticate, api_token_create, api_token_revoke
 
 
 @never_cache
@@ -36,9 +37,17 @@ def home(request: HttpRequest) -> HttpResponse:
 def token_list(request: HttpRequest) -> HttpResponse:
     new_token = None
     if request.method == "POST":
-        _, new_token = api_token_create(
-            user=request.user, name=request.POST.get("name", "").strip()[:100]
-        )
+        days = int_param(request.POST.get("expires_in_days", "").strip(), default=0, lo=1)
+        if days is None or days > MAX_TOKEN_DAYS:
+            messages.error(
+                request, f"Expiry: a whole number of days from 1 to {MAX_TOKEN_DAYS}, or blank."
+            )
+        else:
+            _, new_token = api_token_create(
+                user=request.user,
+                name=request.POST.get("name", "").strip()[:100],
+                expires_in_days=days or None,
+            )
     tokens = ApiToken.objects.filter(user=request.user)
     return render(request, "tooltrail/tokens.html", {"tokens": tokens, "new_token": new_token})
 

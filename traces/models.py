@@ -69,6 +69,7 @@ class Trace(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        permissions = [("cancel_trace", "Can cancel any running or queued trace")]
 
     def __str__(self) -> str:
         return f"{self.name} · {self.created_at:%Y-%m-%d %H:%M:%S} · {self.status}"

@@ -78,13 +78,18 @@ def model_call_conversation(*, step: Step) -> list[dict] | None:
         return None
     if not data.get("earlier_messages"):
         return messages
+    if not isinstance(data["earlier_messages"], int):
+        return None
     conversation: list[dict] = []
     for earlier in (
         Step.objects.filter(trace_id=step.trace_id, kind=Step.Kind.MODEL_CALL, seq__lt=step.seq)
         .order_by("seq")
         .values_list("input", flat=True)
     ):
-        conversation.extend((earlier or {}).get("messages") or [])
+        pieces = earlier.get("messages") if isinstance(earlier, dict) else None
+        if not isinstance(pieces, list):
+            return None  # a capped or foreign step: the pieces cannot be joined
+        conversation.extend(pieces)
     conversation = conversation[: data["earlier_messages"]]
     if len(conversation) != data["earlier_messages"]:
         return None

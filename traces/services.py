@@ -35,7 +35,7 @@ def step_payload(step: Step) -> dict[str, Any]:
         "id": step.id,
         "trace_id": str(step.trace_id),
         "seq": step.seq,
-        "parent_seq": step.metadata.get("parent_seq"),
+        "parent_seq": step.metadata.get("parent_seq") if isinstance(step.metadata, dict) else None,
         "kind": step.kind,
         "name": step.name,
         "status": step.status,
