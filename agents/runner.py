@@ -20,8 +20,9 @@ import time
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from agents.llm import ModelError, backend_for
-from agents.models import Agent
+from agents.evals.functions import eval_functions
+from agents.llm import ModelCancelled, ModelError, backend_for
+from agents.models import Agent, ModelEndpoint
 from agents.strategies import STRATEGIES, RunCancelled
 from toolsapp.selectors import toolset_tools
 from traces.models import Step, Trace
@@ -103,6 +104,43 @@ def _agent_of(trace_id) -> tuple[bool, Agent | None]:
     return True, Agent.objects.select_related("endpoint", "toolset").filter(pk=agent_id).first()
 
 
+def _role_backends(agent: Agent) -> dict:
+    """Backends for strategies whose roles each name an endpoint in the agent's config."""
+    names = {
+        role: name
+        for role, name in (agent.strategy_config or {}).items()
+        if role in ("planner", "caller", "summarizer") and isinstance(name, str) and name
+    }
+    endpoints = {e.name: e for e in ModelEndpoint.objects.filter(name__in=names.values())}
+    missing = sorted(set(names.values()) - set(endpoints))
+    if missing:
+        raise ModelError(
+            f"the agent's strategy names endpoints that do not exist: {', '.join(missing)}"
+        )
+    return {role: backend_for(endpoints[name]) for role, name in names.items()}
+
+
+class _Interruptible:
+    """A backend whose calls are given the run's cancel event; a call cut short by it
+    ends the run as cancelled (or past its deadline), not as a failed model call."""
+
+    def __init__(self, backend, cancel: threading.Event) -> None:
+        self.backend = backend
+        self.cancel = cancel
+        self.takes_cancel = "cancel" in inspect.signature(backend.complete).parameters
+
+    def complete(self, messages, tools, **kwargs):
+        if self.takes_cancel:
+            kwargs["cancel"] = self.cancel
+        try:
+            return self.backend.complete(messages, tools, **kwargs)
+        except ModelCancelled:
+            raise RunCancelled() from None
+
+    def __getattr__(self, name: str):
+        return getattr(self.backend, name)
+
+
 def trace_run(*, trace_id) -> Trace | None:
     """Run the agent behind a queued trace to its end. Returns the finished trace, or
     None when the trace was not queued (already run, cancelled before start)."""
@@ -126,20 +164,32 @@ def trace_run(*, trace_id) -> Trace | None:
 
     with RunWatch(trace_id, deadline_seconds=deadline) as watch:
         try:
+            # An evaluation item brings its own functions and conversation (see agents.evals).
+            evaluation = trace.metadata.get("eval") or {}
+            tools = (
+                eval_functions(evaluation["tools"])
+                if "tools" in evaluation
+                else toolset_tools(toolset=agent.toolset)
+            )
             strategy_class = STRATEGIES[agent.strategy]
-            options = {}
+            options = {"single_turn": True} if evaluation.get("single_turn") else {}
             if "cancel" in inspect.signature(strategy_class).parameters:
-                options["cancel"] = watch.cancel
+                options["cancel"] = watch.cancel  # tool calls, where executors can stop them
             strategy = strategy_class(
                 trace_id=trace_id,
-                backend=backend_for(agent.endpoint),
-                tools=toolset_tools(toolset=agent.toolset),
+                backend=_Interruptible(backend_for(agent.endpoint), watch.cancel),
+                tools=tools,
                 system_prompt=agent.system_prompt,
                 max_steps=agent.max_steps,
                 should_stop=watch.must_stop,
+                config=agent.strategy_config,
+                role_backends={
+                    role: _Interruptible(backend, watch.cancel)
+                    for role, backend in _role_backends(agent).items()
+                },
                 **options,
             )
-            outcome = strategy.run(trace.input)
+            outcome = strategy.run(trace.input, history=evaluation.get("messages"))
         except RunCancelled:
             if watch.reason == "deadline":
                 return trace_finish(
@@ -151,7 +201,7 @@ def trace_run(*, trace_id) -> Trace | None:
                 trace_id=trace_id, status=Trace.Status.CANCELLED, error="cancelled by a user"
             )
         except TraceError as exc:
-            # The trace was closed under the run (see RunWatch): its ending stands.
+            # The trace was closed under the run (see RunWatch); its ending stands.
             logger.warning("run of trace %s stopped: %s", trace_id, exc)
             return Trace.objects.get(pk=trace_id)
         except ModelError as exc:

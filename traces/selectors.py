@@ -80,16 +80,33 @@ def model_call_conversation(*, step: Step) -> list[dict] | None:
         return messages
     if not isinstance(data["earlier_messages"], int):
         return None
-    conversation: list[dict] = []
-    for earlier in (
-        Step.objects.filter(trace_id=step.trace_id, kind=Step.Kind.MODEL_CALL, seq__lt=step.seq)
-        .order_by("seq")
-        .values_list("input", flat=True)
+    earlier_inputs = {
+        seq: value if isinstance(value, dict) else {}  # capped or foreign: no pieces
+        for seq, value in Step.objects.filter(
+            trace_id=step.trace_id, kind=Step.Kind.MODEL_CALL, seq__lt=step.seq
+        ).values_list("seq", "input")
+    }
+    pieces: list[list] = []
+    if (
+        isinstance(data.get("earlier_from_step"), int)
+        and data["earlier_from_step"] in earlier_inputs
     ):
-        pieces = earlier.get("messages") if isinstance(earlier, dict) else None
-        if not isinstance(pieces, list):
-            return None  # a capped or foreign step: the pieces cannot be joined
-        conversation.extend(pieces)
+        # Follow this conversation's own chain: a strategy may hold several
+        # conversations in one trace (planner and caller, search branches).
+        cursor = data["earlier_from_step"]
+        seen: set = set()
+        # Stored data may loop or hold anything: follow only numbers, each once.
+        while isinstance(cursor, int) and cursor in earlier_inputs and cursor not in seen:
+            seen.add(cursor)
+            earlier = earlier_inputs[cursor] or {}
+            messages_piece = earlier.get("messages")
+            pieces.append(messages_piece if isinstance(messages_piece, list) else [])
+            cursor = earlier.get("earlier_from_step")
+        pieces.reverse()
+    else:
+        pieces = [earlier_inputs[seq].get("messages") or [] for seq in sorted(earlier_inputs)]
+        pieces = [piece if isinstance(piece, list) else [] for piece in pieces]
+    conversation: list[dict] = [m for piece in pieces for m in piece]
     conversation = conversation[: data["earlier_messages"]]
     if len(conversation) != data["earlier_messages"]:
         return None
