@@ -56,11 +56,30 @@ class RequestSizeLimitMiddleware:
             if multipart
             else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         )
-        if limit is None or length <= limit:
-            return self.get_response(request)
-        message = f"the request body is {length} bytes; the limit is {limit} bytes"
-        if request.path.startswith(TOKEN_PREFIXES) or request.headers.get("accept", "").startswith(
-            "application/json"
-        ):
-            return JsonResponse({"error": message}, status=413)
-        return HttpResponse(render_to_string("413.html", {"message": message}), status=413)
+        if limit is not None and length > limit:
+            message = f"the request body is {length} bytes; the limit is {limit} bytes"
+            return refuse(request, message, 413)
+        # A NUL character cannot be stored in PostgreSQL text: refused here, once, rather
+        # than failing in whichever query meets it first.
+        if "\x00" in request.path or _has_nul(request.GET):
+            return refuse(request, "the address holds a NUL character", 400)
+        if request.content_type == "application/x-www-form-urlencoded" and _has_nul(request.POST):
+            return refuse(request, "the form holds a NUL character", 400)
+        return self.get_response(request)
+
+
+def _has_nul(data) -> bool:
+    return any("\x00" in key or any("\x00" in v for v in values) for key, values in data.lists())
+
+
+def refuse(request: HttpRequest, message: str, status: int) -> HttpResponse:
+    """An error the caller can read: JSON on the API (or when JSON is asked for), else a
+    page saying what happened."""
+    if request.path.startswith(TOKEN_PREFIXES) or request.headers.get("accept", "").startswith(
+        "application/json"
+    ):
+        return JsonResponse({"error": message}, status=status)
+    return HttpResponse(
+        render_to_string("413.html" if status == 413 else "400.html", {"message": message}),
+        status=status,
+    )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
@@ -9,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from .api import bearer_token
 from .health import health_report
+from .middleware import refuse
 from .models import ApiToken
 from .params import int_param
 from .services import MAX_TOKEN_DAYS, api_token_authenticate, api_token_create, api_token_revoke
@@ -27,6 +29,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
     if not (user is not None and user.is_authenticated and user.is_staff):
         return JsonResponse({"ok": report["ok"]}, status=status)
     return JsonResponse(report, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 (SuspiciousOperation): a body too large that got past the size
+    middleware (a multipart field) is a 413; JSON on the API either way."""
+    if isinstance(exception, RequestDataTooBig):
+        return refuse(request, f"the request body is too large ({exception})", 413)
+    return refuse(request, "the request could not be read", 400)
 
 
 def home(request: HttpRequest) -> HttpResponse:

@@ -12,6 +12,7 @@ so the page can say so and offer the whole value.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,14 @@ def value_json(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False, allow_nan=False)
 
 
+# PostgreSQL text and jsonb cannot hold NUL: stored values get U+FFFD in its place.
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def text_clean(text: str) -> str:
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def text_size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
@@ -40,7 +49,7 @@ def value_cap(value: Any, *, limit: int | None = None) -> Capped:
     if value is None or isinstance(value, bool | int | float):
         return Capped(value)
     if isinstance(value, str) and len(value) * 4 <= limit:
-        return Capped(value)  # fits whatever its characters
+        return Capped(text_clean(value))  # fits whatever its characters
     try:
         text = value_json(value)
     except (TypeError, ValueError, RecursionError):
@@ -51,10 +60,13 @@ def value_cap(value: Any, *, limit: int | None = None) -> Capped:
         except RecursionError:
             fallback = "<a value nested too deeply to store>"
         return value_cap(fallback, limit=limit)
+    if "\\u0000" in text:
+        text = _JSON_NUL.sub(r"\1\\ufffd", text)
+        value = json.loads(text)
     # Fast path: every UTF-8 character is at most 4 bytes.
     if len(text) * 4 <= limit or text_size(text) <= limit:
         return Capped(value)
-    source = value if isinstance(value, str) else text
+    source = text_clean(value) if isinstance(value, str) else text
     preview = source.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
     cut = text_size(text) - text_size(preview)
     return Capped(
@@ -68,6 +80,7 @@ def text_cap(text: str, *, limit: int | None = None) -> tuple[str, str | None, i
     """A plain text field (an error message) cut to ``limit`` bytes with a marker:
     (kept text, the whole text if cut, bytes cut)."""
     limit = settings.TOOLTRAIL_STEP_FIELD_MAX_BYTES if limit is None else limit
+    text = text_clean(text)
     if len(text) * 4 <= limit or text_size(text) <= limit:
         return text, None, 0
     kept = text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")

@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from .broadcast import TRACE_LIST_GROUP, group_send_on_commit, trace_group
-from .limits import text_cap, text_size, value_cap
+from .limits import text_cap, text_clean, text_size, value_cap
 from .models import Step, StepBlob, Trace
 from .rendering import step_live_html, totals_oob_html
 
@@ -101,8 +101,8 @@ def trace_create(
 ) -> Trace:
     with transaction.atomic():
         trace = Trace.objects.create(
-            name=name,
-            input=input,
+            name=text_clean(name)[:200],
+            input=text_clean(input),
             agent_slug=agent_slug,
             source=source,
             created_by=created_by,
@@ -205,12 +205,12 @@ def step_record(
             seq=seq,
             parent=parent,
             kind=kind,
-            name=str(name or "")[:200],
+            name=text_clean(str(name or ""))[:200],
             input=input,
             output=output,
             error=error,
             status=status,
-            tool_call_id=str(tool_call_id or "")[:100],
+            tool_call_id=text_clean(str(tool_call_id or ""))[:100],
             started_at=started_at or now,
             ended_at=ended_at or now,
             prompt_tokens=prompt_tokens,

@@ -97,3 +97,13 @@ def test_the_model_reads_the_capped_tool_result(small_cap, scripted_agent):
     assert sent["truncated"].startswith("truncated: ") and sent["preview"].startswith(
         '{"text": "zzz'
     )
+
+
+def test_nul_characters_are_stored_as_replacement_characters():
+    """PostgreSQL text and jsonb cannot hold NUL; a tool may well answer one."""
+    trace = running()
+    step = step_record(
+        trace_id=trace.id, kind="error", name="a\x00", output={"t": "a\x00b"}, error="e\x00"
+    )
+    step.refresh_from_db()
+    assert (step.name, step.output, step.error) == ("a\ufffd", {"t": "a\ufffdb"}, "e\ufffd")
