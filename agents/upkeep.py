@@ -75,7 +75,7 @@ def _end_trace_of_lost_worker(sender=None, exception=None, args=None, **kwargs) 
         return
     if getattr(sender, "name", "") != "agents.tasks.agent_run_task" or not args:
         return
-    from django.db import close_old_connections
+    from django.db import close_old_connections, connection
 
     from traces.models import Trace
     from traces.services import trace_finish
@@ -92,3 +92,7 @@ def _end_trace_of_lost_worker(sender=None, exception=None, args=None, **kwargs) 
         pass
     except Exception:  # noqa: BLE001 - the reaper still ends it later
         logger.exception("could not end trace %s after its worker was lost", args[0])
+    finally:
+        # This runs in the worker's main process, which is about to fork a replacement
+        # child: leave no connection open for the child to inherit.
+        connection.close()
