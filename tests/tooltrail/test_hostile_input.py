@@ -234,3 +234,100 @@ def test_every_command_refuses_bad_arguments_with_a_clear_message(world, tmp_pat
         call_command(name, *args, stdout=open("/dev/null", "w"), stderr=open("/dev/null", "w"))  # noqa: SIM115
     except CommandError as exc:
         assert str(exc).strip()
+
+
+ODD_STEPS = [
+    # (kind, input, output, metadata): what an exporter, an old version or a bug may store
+    ("model_call", [1, 2], "just text", []),
+    (
+        "model_call",
+        {"messages": "nope", "earlier_messages": "x", "earlier_from_step": [1]},
+        {"tool_calls": "x"},
+        {"parent_seq": "<b>"},
+    ),
+    (
+        "model_call",
+        {"messages": [], "earlier_messages": 3, "earlier_from_step": 4},
+        {"tool_calls": [5, None, {"name": 7}], "content": 9},
+        {"truncated": "all"},
+    ),
+    ("final", None, [{"content": 1}], {"truncated": {"<script>": 5, "output": "x"}}),
+    (
+        "tool_result",
+        {"deep": [[[[[[[[[[]]]]]]]]]]},
+        {"content": {"a": None}},
+        {"schema": 5, "parent_seq": 10**20},
+    ),
+    ("unknown_kind", "x", 1.5, None),
+]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_trace_page_and_socket_render_stored_steps_of_any_shape(make_user):
+    from traces.models import Step
+
+    trace = trace_create(name="odd", input="x")
+    for seq, (kind, input, output, metadata) in enumerate(ODD_STEPS, start=1):
+        Step.objects.create(
+            trace=trace, seq=seq, kind=kind, input=input, output=output, metadata=metadata or {}
+        )
+    trace.__class__.objects.filter(pk=trace.id).update(step_count=len(ODD_STEPS))
+    user = make_user("vic", "viewer")
+    client = Client(raise_request_exception=True)
+    client.force_login(user)
+    assert client.get(f"/traces/{trace.id}/").status_code == 200
+    for seq in range(1, len(ODD_STEPS) + 1):
+        assert client.get(f"/traces/{trace.id}/?step={seq}").status_code == 200
+        assert (
+            client.get(f"/traces/{trace.id}/steps/{seq}/", HTTP_HX_REQUEST="true").status_code
+            == 200
+        )
+    assert len(client.get(f"/api/traces/{trace.id}/steps").json()["steps"]) == len(ODD_STEPS)
+
+    _, token = api_token_create(user=user)
+    headers = [(b"authorization", f"Bearer {token}".encode()), (b"origin", b"http://127.0.0.1")]
+
+    async def catch_up(query: str) -> str:
+        communicator = WebsocketCommunicator(
+            application, f"/ws/traces/{trace.id}/?{query}", headers=headers
+        )
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        received = await communicator.receive_from(timeout=5)
+        await communicator.disconnect()
+        return received
+
+    assert 'id="step-6"' in async_to_sync(catch_up)("after=0")
+    assert len(json.loads(async_to_sync(catch_up)("after=0&format=json"))["steps"]) == 6
+
+
+@pytest.mark.django_db
+def test_the_json_api_answers_any_json_body_with_a_json_status(world):
+    """Hypothesis: whatever JSON is posted to POST /api/runs, the answer is a 201 or a
+    JSON 4xx error, never a 500 or an HTML page."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    bearer = world["clients"][2]
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=8), children, max_size=4)
+        ),
+        max_leaves=15,
+    )
+    bodies = values | st.fixed_dictionaries(
+        {"agent": values | st.sampled_from(["demo", "local", ""]), "input": values}
+    )
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(bodies)
+    def post(body) -> None:
+        response = bearer.post("/api/runs", data=json.dumps(body), content_type="application/json")
+        assert response.status_code in (201, 400, 404), (body, response.status_code)
+        assert response["Content-Type"].startswith("application/json")
+        if response.status_code != 201:
+            assert response.json()["error"]
+
+    post()
