@@ -109,7 +109,13 @@ def _popen(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
 def stop(
     proc: subprocess.Popen | None, *, timeout: float = 10.0, sig: int = signal.SIGTERM
 ) -> None:
-    if proc is None or proc.poll() is not None:
+    if proc is None:
+        return
+    if proc.poll() is not None:
+        # The leader is gone, but what it started (a Celery pool child) may linger in
+        # its process group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
