@@ -120,6 +120,11 @@ def _role_backends(agent: Agent) -> dict:
     return {role: backend_for(endpoints[name]) for role, name in names.items()}
 
 
+def _accepts(callable_, name: str) -> bool:
+    parameters = inspect.signature(callable_).parameters.values()
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
 class _Interruptible:
     """A backend whose calls are given the run's cancel event; a call cut short by it
     ends the run as cancelled (or past its deadline), not as a failed model call."""
@@ -127,7 +132,7 @@ class _Interruptible:
     def __init__(self, backend, cancel: threading.Event) -> None:
         self.backend = backend
         self.cancel = cancel
-        self.takes_cancel = "cancel" in inspect.signature(backend.complete).parameters
+        self.takes_cancel = _accepts(backend.complete, "cancel")
 
     def complete(self, messages, tools, **kwargs):
         if self.takes_cancel:
@@ -173,8 +178,8 @@ def trace_run(*, trace_id) -> Trace | None:
             )
             strategy_class = STRATEGIES[agent.strategy]
             options = {"single_turn": True} if evaluation.get("single_turn") else {}
-            if "cancel" in inspect.signature(strategy_class).parameters:
-                options["cancel"] = watch.cancel  # tool calls, where executors can stop them
+            if _accepts(strategy_class, "cancel"):
+                options["cancel"] = watch.cancel  # interrupts a tool call in progress
             strategy = strategy_class(
                 trace_id=trace_id,
                 backend=_Interruptible(backend_for(agent.endpoint), watch.cancel),

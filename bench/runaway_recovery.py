@@ -11,6 +11,12 @@ one pool child) and measures, for each try:
 2. killed: a run sleeps in a tool; its pool child is killed with SIGKILL. Seconds until
    the trace is failed (Celery's WorkerLostError, not the 30 s heartbeat reaper), then
    until a next run (on the replacement child) has completed.
+3. spin: a python tool busy-loops past its 1 s timeout and is killed (toolsapp's killable
+   calls). Seconds from its deadline until the run has ended (timeout error step, the
+   model's next turn), then until a next run has completed.
+4. cancel: a run is cancelled while its tool spins (60 s timeout). Seconds from the
+   cancel request until the trace is cancelled (the runner's watcher sets the cancel
+   event; the tool call is killed).
 
 Prints one line per measure with the median over ``--tries``.
 """
@@ -83,6 +89,7 @@ def main() -> int:
                 "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
                 "REDIS_URL": redis,
                 "LOG_LEVEL": "WARNING",
+                "TOOLTRAIL_TOOL_TIMEOUT_SECONDS": "60",
             }
             os.environ.update(env)
             import django
@@ -122,6 +129,28 @@ def main() -> int:
                     {"content": "up"},
                 ],
             )
+            from toolsapp.models import Tool
+            from traces.services import trace_cancel
+
+            spinner = Tool.objects.update_or_create(
+                name="spinner",
+                source="",
+                defaults={
+                    "kind": Tool.Kind.PYTHON,
+                    "config": {"callable": "tests.agents.runaway_tools:spin"},
+                    "parameters": {"type": "object", "properties": {"marker": {"type": "string"}}},
+                    "timeout_seconds": 1,
+                },
+            )[0]
+            marker = Path(tmp) / "spin.pid"
+            spin = agent(
+                "spin",
+                [
+                    {"tool_calls": [{"name": "spinner", "arguments": {"marker": str(marker)}}]},
+                    {"content": "moving on"},
+                ],
+            )
+            spin.toolset.tools.add(spinner)
             first = agent_run_start(agent=quick, input="warm up")
             wait(lambda: finished(first.id))
 
@@ -132,6 +161,9 @@ def main() -> int:
                     "next run done after runaway",
                     "killed run failed",
                     "next run done after kill",
+                    "spinning tool's run ended after its deadline",
+                    "next run done after spin",
+                    "cancel to cancelled, tool spinning",
                 )
             }
             for _ in range(args.tries):
@@ -157,6 +189,30 @@ def main() -> int:
                 nxt = agent_run_start(agent=quick, input="next")
                 assert wait(lambda t=nxt: finished(t.id)).status == "succeeded"
                 measures["next run done after kill"].append(time.monotonic() - mark)
+
+                marker.unlink(missing_ok=True)
+                trace = agent_run_start(agent=spin, input="spin")
+                wait(marker.exists)
+                deadline = time.monotonic() + 1.0
+                ended = wait(lambda t=trace: finished(t.id))
+                measures["spinning tool's run ended after its deadline"].append(
+                    time.monotonic() - deadline
+                )
+                assert ended.status == "succeeded", ended.error
+                mark = time.monotonic()
+                nxt = agent_run_start(agent=quick, input="next")
+                assert wait(lambda t=nxt: finished(t.id)).status == "succeeded"
+                measures["next run done after spin"].append(time.monotonic() - mark)
+
+                Tool.objects.filter(pk=spinner.pk).update(timeout_seconds=60)
+                marker.unlink(missing_ok=True)
+                trace = agent_run_start(agent=spin, input="spin, then cancel")
+                wait(marker.exists)
+                mark = time.monotonic()
+                trace_cancel(trace_id=trace.id)
+                assert wait(lambda t=trace: finished(t.id)).status == "cancelled"
+                measures["cancel to cancelled, tool spinning"].append(time.monotonic() - mark)
+                Tool.objects.filter(pk=spinner.pk).update(timeout_seconds=1)
             for name, values in measures.items():
                 print(
                     f"{name}: median {statistics.median(values):.2f} s "

@@ -8,7 +8,6 @@ tool call, tool result and error becomes a step, written through the traces serv
 
 from __future__ import annotations
 
-import inspect
 import json
 import threading
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from agents.llm import ModelBackend, ModelReply
-from toolsapp.executors import ToolExecutionError
+from toolsapp.executors import ToolCancelled, ToolExecutionError
 from toolsapp.models import Tool
 from toolsapp.services import tool_execute
 from toolsapp.validation import ToolArgumentsError, arguments_check, arguments_parse
@@ -27,9 +26,6 @@ from traces.services import step_record
 from .base import Conversation, ModelCallFailed, Outcome, RunCancelled
 
 __all__ = ["FunctionCallingLoop", "Outcome", "RunCancelled"]
-
-# Tool calls become interruptible where the executors support it (a killable process).
-_TOOL_CANCEL = "cancel" in inspect.signature(tool_execute).parameters
 
 
 class FunctionCallingLoop:
@@ -62,7 +58,7 @@ class FunctionCallingLoop:
         self.max_steps = max_steps
         self.should_stop = should_stop
         # Set (by the runner's watcher) when the run must stop: interrupts a tool call in
-        # progress where the executor can (model calls: the runner wraps the backend).
+        # progress (model calls: the runner wraps the backend).
         self.cancel = cancel
 
     def _check_cancel(self) -> None:
@@ -221,10 +217,12 @@ class FunctionCallingLoop:
             return error("invalid_arguments", str(parse_error))
         started = timezone.now()
         try:
-            if _TOOL_CANCEL and self.cancel is not None:
-                result = tool_execute(tool=tool, arguments=arguments, cancel=self.cancel)
-            else:
-                result = tool_execute(tool=tool, arguments=arguments)
+            result = tool_execute(tool=tool, arguments=arguments, cancel=self.cancel)
+        except ToolCancelled as exc:
+            # The run's cancel event stopped the call (a cancel, or the run's deadline):
+            # say which call was cut short, then end the run.
+            error("tool_cancelled", f"{call.name} was stopped: {exc}", started)
+            raise RunCancelled() from exc
         except ToolArgumentsError as exc:
             return error("invalid_arguments", str(exc), started)
         except ToolExecutionError as exc:

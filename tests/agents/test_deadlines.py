@@ -152,3 +152,57 @@ def test_a_queued_run_whose_task_was_lost_is_sent_again_then_ends_failed(scripte
     [ended] = runs_requeue_lost(after=60)
     assert ended.status == "failed"
     assert ended.error.startswith("no worker took the run: still queued after 3 tries of 60 s")
+
+
+def spinning_agent(scripted_agent, marker, *, deadline_seconds=None):
+    from toolsapp.models import Tool
+
+    spinner = Tool.objects.create(
+        name="spinner",
+        kind=Tool.Kind.PYTHON,
+        config={"callable": "tests.agents.runaway_tools:spin"},
+        parameters={"type": "object", "properties": {"marker": {"type": "string"}}},
+        timeout_seconds=60,
+    )
+    agent = scripted_agent(
+        [
+            {"tool_calls": [{"name": "spinner", "arguments": {"marker": str(marker)}}]},
+            {"content": "never"},
+        ]
+    )
+    agent.toolset.tools.add(spinner)
+    agent.deadline_seconds = deadline_seconds
+    agent.save()
+    return agent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_stops_a_tool_call_in_progress(scripted_agent, tmp_path, settings):
+    settings.TOOLTRAIL_TOOL_TIMEOUT_SECONDS = 60
+    marker = tmp_path / "spin.pid"
+    trace = queued(spinning_agent(scripted_agent, marker))
+
+    def press_cancel() -> None:
+        try:
+            while not marker.exists():  # the tool is spinning
+                time.sleep(0.05)
+            trace_cancel(trace_id=trace.id)
+        finally:
+            connection.close()
+
+    presser = threading.Thread(target=press_cancel)
+    presser.start()
+    finished = trace_run(trace_id=trace.id)
+    presser.join()
+    assert finished.status == "cancelled"
+    [stopped] = Step.objects.filter(trace=trace, kind="error")
+    assert stopped.name == "tool_cancelled"  # stopped, not left to its 60 s timeout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_deadline_stops_a_tool_call_in_progress(scripted_agent, tmp_path, settings):
+    settings.TOOLTRAIL_TOOL_TIMEOUT_SECONDS = 60
+    agent = spinning_agent(scripted_agent, tmp_path / "spin.pid", deadline_seconds=2)
+    finished = trace_run(trace_id=queued(agent).id)
+    assert (finished.status, finished.error) == ("failed", "the run passed its deadline of 2 s")
+    assert Step.objects.filter(trace=finished, name="tool_cancelled").exists()
