@@ -5,6 +5,7 @@ its own runs; a pool child killed under a run, a worker killed outright, then Ct
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -100,6 +101,19 @@ class Up:
     def pids(self) -> list[int]:
         return processes_with_env(f"TOOLTRAIL_VAR_DIR={self.var}")
 
+    def leftovers(self, grace: float = 10.0) -> list[str]:
+        """Processes of this stack still alive after ``grace`` seconds (what exits on a
+        signal takes a moment), with their command lines."""
+        deadline = time.monotonic() + grace
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        found = []
+        for pid in self.pids():
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode()[:200]
+                found.append(f"{pid}: {command}")
+        return found
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -172,7 +186,7 @@ def test_two_stacks_started_at_once_each_run_their_own_runs_and_survive_crashes(
         assert b.proc.wait(timeout=60) == 0
         for up in (a, b):
             assert not launcher.port_in_use(up.port), "Daphne outlived the launcher"
-            assert up.pids() == [], "a child outlived the launcher"
+            assert up.leftovers() == [], "a child outlived the launcher"
             assert not (up.var / "embedded_redis_url").exists()
     finally:
         a.kill()
@@ -185,10 +199,7 @@ def test_children_die_with_a_launcher_killed_outright(tmp_path):
         up.wait_for("(Ctrl-C stops it)")
         os.kill(up.proc.pid, signal.SIGKILL)  # no clean-up code runs
         up.proc.wait(timeout=10)
-        deadline = time.monotonic() + 30
-        while up.pids() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert up.pids() == [], "children outlived a killed launcher"
+        assert up.leftovers(grace=30) == [], "children outlived a killed launcher"
     finally:
         up.kill()
 
@@ -202,6 +213,6 @@ def test_a_failed_migrate_leaves_no_stale_redis_url(tmp_path):
         assert up.proc.wait(timeout=120) == 1
         assert "migrate failed" in up.output
         assert not (up.var / "embedded_redis_url").exists()
-        assert up.pids() == []
+        assert up.leftovers() == []
     finally:
         up.kill()
