@@ -26,22 +26,32 @@ def duration_text(value_ms: float | None) -> str:
     return f"{value_ms / 1000:.2f} s"
 
 
+def _text(value) -> str:
+    if isinstance(value, str):
+        return value[:140]
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)[:140]
+    except (ValueError, RecursionError):
+        return "…"
+
+
 def step_summary(step: Step) -> str:
-    """One line about a step for the tree."""
+    """One line about a step for the tree, whatever shape its stored data has (a step
+    may come from an outside exporter, or an older version of this code)."""
     if step.error:
-        return step.error[:140]
+        return str(step.error)[:140]
+    out = step.output if isinstance(step.output, dict) else {}
     if step.kind == Step.Kind.MODEL_CALL:
-        out = step.output or {}
-        calls = out.get("tool_calls") or []
-        if calls:
-            names = ", ".join(c.get("name", "?") for c in calls)
+        calls = out.get("tool_calls")
+        if isinstance(calls, list) and calls:
+            names = ", ".join(
+                str(c.get("name", "?")) if isinstance(c, dict) else "?" for c in calls[:20]
+            )
             return f"{len(calls)} tool call{'s' if len(calls) > 1 else ''}: {names}"[:140]
-        return (out.get("content") or "")[:140]
+        return _text(out.get("content") or "")
     if step.kind == Step.Kind.FINAL:
-        return ((step.output or {}).get("content") or "")[:140]
-    value = step.output if step.kind == Step.Kind.TOOL_RESULT else step.input
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text[:140]
+        return _text(out.get("content") or "")
+    return _text(step.output if step.kind == Step.Kind.TOOL_RESULT else step.input)
 
 
 _KIND_LABELS = dict(Step.Kind.choices)
@@ -63,7 +73,7 @@ def step_node_html(
     """
     seq = step.seq
     extra = " is-new" if new else (" is-selected" if seq == selected_seq else "")
-    parent = step.metadata.get("parent_seq") if isinstance(step.metadata, dict) else None
+    parent = _parent_seq(step)
     # kind and status are checked values when our services write them; escaped anyway,
     # since a step may come from an outside exporter.
     kind, status = escape(step.kind), escape(step.status)
@@ -71,7 +81,7 @@ def step_node_html(
     end = f"{step.ended_at.timestamp() * 1000:.0f}" if step.ended_at else start
     return (
         f'<li class="step kind-{kind} status-{status}{extra}" id="step-{seq}" data-seq="{seq}"'
-        f' data-parent="{int(parent) if parent is not None else ""}" data-depth="{depth}"'
+        f' data-parent="{parent if parent is not None else ""}" data-depth="{depth}"'
         f' data-kind="{kind}" data-t0="{start}" data-t1="{end}" style="--depth:{min(depth, 40)}">'
         f'<a class="step-head" href="?step={seq}">'
         f'<span class="seq">#{seq}</span><span class="kind">{_KIND_LABELS.get(step.kind, kind)}</span>'
@@ -79,6 +89,14 @@ def step_node_html(
         f'<span class="summary-text">{escape(step_summary(step))}</span>'
         f'<span class="dur">{duration_text(step.duration_ms)}</span></a></li>'
     )
+
+
+def _parent_seq(step: Step) -> int | None:
+    """The parent's seq as stored, if it is a whole number (stored data from outside
+    may hold anything)."""
+    meta = step.metadata if isinstance(step.metadata, dict) else {}
+    parent = meta.get("parent_seq")
+    return parent if isinstance(parent, int) and not isinstance(parent, bool) else None
 
 
 def step_depths(steps: list[Step], known: dict[int, int] | None = None) -> dict[int, int]:
@@ -90,7 +108,7 @@ def step_depths(steps: list[Step], known: dict[int, int] | None = None) -> dict[
         if isinstance(meta.get("depth"), int):
             depths[step.seq] = meta["depth"]
             continue
-        parent = meta.get("parent_seq")
+        parent = _parent_seq(step)
         depths[step.seq] = depths.get(parent, -1) + 1 if parent is not None else 0
     return depths
 
@@ -188,7 +206,8 @@ def step_from_payload(payload: dict) -> Step:
         completion_tokens=int(payload.get("completion_tokens") or 0),
     )
     parent_seq = payload.get("parent_seq")
-    step.metadata = {"parent_seq": int(parent_seq)} if parent_seq is not None else {}
+    ok = isinstance(parent_seq, int) and not isinstance(parent_seq, bool)
+    step.metadata = {"parent_seq": parent_seq} if ok else {}
     if isinstance(payload.get("depth"), int):
         step.metadata["depth"] = payload["depth"]
     return step

@@ -9,12 +9,13 @@ from .models import Step, Trace
 
 def step_payload(step: Step) -> dict[str, Any]:
     """The JSON form of a step, as the API and JSON websocket clients get it."""
+    meta = step.metadata if isinstance(step.metadata, dict) else {}
     return {
         "id": step.id,
         "trace_id": str(step.trace_id),
         "seq": step.seq,
-        "parent_seq": step.metadata.get("parent_seq"),
-        "depth": step.metadata.get("depth"),
+        "parent_seq": meta.get("parent_seq"),
+        "depth": meta.get("depth"),
         "kind": step.kind,
         "name": step.name,
         "status": step.status,

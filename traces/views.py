@@ -13,6 +13,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from tooltrail.api import ApiError, api_view
+from tooltrail.params import MAX_CURSOR, int_param
 
 from .diff import tool_calls_diff
 from .models import Step, Trace
@@ -23,6 +24,7 @@ from .selectors import (
     TracePage,
     model_call_conversation,
     saved_filters_for_user,
+    step_blob_get,
     step_depths_before,
     step_get,
     steps_after,
@@ -179,7 +181,9 @@ def _step_detail_context(step: Step | None) -> dict:
     if step is None or step.kind != Step.Kind.MODEL_CALL:
         return {"selected": step}
     conversation = model_call_conversation(step=step)
-    shown = len((step.input or {}).get("messages") or [])
+    data = step.input if isinstance(step.input, dict) else {}
+    messages = data.get("messages")
+    shown = len(messages) if isinstance(messages, list) else 0
     return {
         "selected": step,
         "conversation": conversation if conversation and len(conversation) > shown else None,
@@ -190,11 +194,8 @@ FIRST_SCREEN = 200  # steps in the page itself; the websocket streams the rest
 
 
 def _seq_param(request: HttpRequest, name: str) -> int | None:
-    raw = request.GET.get(name, "")
-    # ASCII digits only ("²".isdigit() is true) and nothing past any real step number.
-    if raw.isascii() and raw.isdigit() and len(raw) < 10:
-        return int(raw)
-    return None
+    """A step number from the query (ASCII digits in range), else None."""
+    return int_param(request.GET.get(name), default=0, lo=1) or None
 
 
 def trace_detail_view(request: HttpRequest, trace_id) -> HttpResponse:
@@ -225,7 +226,7 @@ def trace_detail_view(request: HttpRequest, trace_id) -> HttpResponse:
             "more": last < trace.step_count,
             "prev_after": max(0, after - FIRST_SCREEN) if after else None,
             **_step_detail_context(selected),
-            "can_run": request.user.has_perm("agents.run_agent"),
+            "can_cancel": request.user.has_perm("traces.cancel_trace"),
         },
     )
 
@@ -246,11 +247,7 @@ def step_detail_view(request: HttpRequest, trace_id, seq: int) -> HttpResponse:
         return render(
             request,
             "traces/_step_detail.html",
-            {
-                "trace": trace,
-                **_step_detail_context(step),
-                "can_run": request.user.has_perm("agents.run_agent"),
-            },
+            {"trace": trace, **_step_detail_context(step)},
         )
     return redirect(f"{trace.get_absolute_url()}?step={seq}")
 
@@ -258,7 +255,7 @@ def step_detail_view(request: HttpRequest, trace_id, seq: int) -> HttpResponse:
 @require_POST
 def trace_cancel_view(request: HttpRequest, trace_id) -> HttpResponse:
     trace = _get_trace_for_user(request, trace_id)
-    if not request.user.has_perm("agents.run_agent"):
+    if not request.user.has_perm("traces.cancel_trace"):
         messages.error(request, "Your role (viewer) cannot cancel runs.")
         return redirect(trace.get_absolute_url())
     try:
@@ -341,13 +338,11 @@ def api_trace_steps(request: HttpRequest, trace_id) -> JsonResponse:
     """``GET /api/traces/<id>/steps?after=N``: the steps after cursor N, in order, at most
     500 per call; ``cursor`` is the value to pass next time."""
     trace = _get_trace_for_user(request, trace_id)
-    try:
-        after = int(request.GET.get("after", "0") or 0)
-        limit = min(int(request.GET.get("limit", API_PAGE)), API_PAGE)
-    except ValueError:
-        raise ApiError("after and limit must be integers") from None
-    if after < 0 or limit < 1:
-        raise ApiError("after must be >= 0 and limit >= 1")
+    after = int_param(request.GET.get("after"), default=0)
+    limit = int_param(request.GET.get("limit"), default=API_PAGE, lo=1)
+    if after is None or limit is None:
+        raise ApiError(f"after must be an integer from 0 to {MAX_CURSOR}, limit one from 1")
+    limit = min(limit, API_PAGE)
     steps = steps_after(trace_id=trace.id, after=after, limit=limit)
     return JsonResponse(
         {
@@ -359,7 +354,29 @@ def api_trace_steps(request: HttpRequest, trace_id) -> JsonResponse:
     )
 
 
-@api_view(("POST",), permission="agents.run_agent")
+@api_view(("GET",))
+def api_step_full(request: HttpRequest, trace_id, seq: int, field: str) -> HttpResponse:
+    """``GET /api/traces/<id>/steps/<seq>/full/<input|output|error>``: the whole value of
+    a step field whose row keeps only a capped preview (JSON text; the error as text)."""
+    trace = _get_trace_for_user(request, trace_id)
+    step = step_get(trace_id=trace.id, seq=seq)
+    if step is None:
+        raise Http404("no such step")
+    if field not in ("input", "output", "error"):
+        raise ApiError("field must be input, output or error", status=404)
+    blob = step_blob_get(step=step, field=field)
+    if blob is None:
+        raise ApiError(f"the step's {field} was not truncated: the step itself holds it", 404)
+    json_text = field != "error" and blob.complete
+    response = HttpResponse(
+        blob.text, content_type="application/json" if json_text else "text/plain; charset=utf-8"
+    )
+    response["X-Tooltrail-Size"] = str(blob.size)
+    response["X-Tooltrail-Complete"] = "true" if blob.complete else "false"
+    return response
+
+
+@api_view(("POST",), permission="traces.cancel_trace")
 def api_trace_cancel(request: HttpRequest, trace_id) -> JsonResponse:
     trace = _get_trace_for_user(request, trace_id)
     try:

@@ -19,10 +19,10 @@ replies (a recording of a model on a dataset): a run whose question is not in it
 from __future__ import annotations
 
 import json
-import time
+import threading
 from typing import Any
 
-from .base import ModelError, ModelReply, ToolCallRequest
+from .base import ModelCancelled, ModelError, ModelReply, ToolCallRequest
 
 
 class ScriptedBackend:
@@ -55,7 +55,13 @@ class ScriptedBackend:
         elif self.script is None:
             raise ModelError(f"the script has no replies for the question {str(question)[:200]!r}")
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelReply:
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        cancel: threading.Event | None = None,
+    ) -> ModelReply:
         if self.turn == 0:
             self._pick(messages)
         if self.turn >= len(self.script):
@@ -64,8 +70,9 @@ class ScriptedBackend:
             )
         entry = self.script[self.turn]
         self.turn += 1
-        if entry.get("delay_ms"):
-            time.sleep(entry["delay_ms"] / 1000)
+        # Waits like a slow model, and like one that can be interrupted.
+        if entry.get("delay_ms") and (cancel or threading.Event()).wait(entry["delay_ms"] / 1000):
+            raise ModelCancelled("the model call was cancelled")
         calls = []
         for index, call in enumerate(entry.get("tool_calls") or []):
             arguments = call.get("arguments", {})
