@@ -26,7 +26,13 @@ def redis_client():
 
     with _client_lock:
         if _client is None or _client[0] != os.getpid():
-            _client = (os.getpid(), redis.Redis.from_url(settings.REDIS_URL))
+            # Short timeouts: calls in progress are a display, never worth stalling a run.
+            _client = (
+                os.getpid(),
+                redis.Redis.from_url(
+                    settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1
+                ),
+            )
         return _client[1]
 
 

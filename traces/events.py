@@ -66,17 +66,26 @@ def call_event(
     return {"type": type, "trace": str(trace_id), "call": call}
 
 
+# Transient events (calls in progress) wait this long at most for Redis: a run must
+# not slow down, or outlive a shutdown, for a display that is best effort anyway.
+TRANSIENT_SEND_TIMEOUT = 1.0
+
+
 def event_send(event: dict[str, Any]) -> None:
     """Broadcast ``event`` to its groups once the surrounding transaction commits.
 
     ``committed_at`` is stamped in the on-commit callback: the moment the change became
     durable (the latency benchmark measures from there to the client)."""
+    timeout = TRANSIENT_SEND_TIMEOUT if event["type"] in (CALL_STARTED, CALL_ENDED) else None
     if event["type"] not in ROUTES:
         raise ValueError(f"unknown event type {event['type']!r}")
 
     def send() -> None:
         event["committed_at"] = time.time()
         for group in ROUTES[event["type"]](event):
-            group_send_now(group, event)
+            if timeout is None:
+                group_send_now(group, event)
+            else:
+                group_send_now(group, event, timeout=timeout)
 
     transaction.on_commit(send)
