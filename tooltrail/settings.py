@@ -177,6 +177,7 @@ CELERY_TASK_ROUTES = {
     "agents.tasks.agent_run_task": {"queue": "agents"},
     "agents.tasks.experiment_tick_task": {"queue": "agents"},
     "agents.tasks.experiment_item_task": {"queue": "agents"},
+    "agents.tasks.job_run_task": {"queue": "gpu"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -188,6 +189,8 @@ TOOLTRAIL_HEARTBEAT_SECONDS = env_float("TOOLTRAIL_HEARTBEAT_SECONDS", 2.0)
 TOOLTRAIL_STALE_AFTER_SECONDS = env_float("TOOLTRAIL_STALE_AFTER_SECONDS", 30.0)
 TOOLTRAIL_TOOL_TIMEOUT_SECONDS = env_float("TOOLTRAIL_TOOL_TIMEOUT_SECONDS", 30.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
+# Model artifacts made here (embedded SmolLM2, merge and fine-tune outputs).
+TOOLTRAIL_ARTIFACTS_DIR = env_str("TOOLTRAIL_ARTIFACTS_DIR", str(VAR_DIR / "artifacts"))
 
 LOGGING = {
     "version": 1,

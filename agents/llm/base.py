@@ -100,11 +100,17 @@ def parse_openai_message(data: dict[str, Any], *, default_id_prefix: str = "call
 
 
 def backend_for(endpoint: ModelEndpoint) -> ModelBackend:
+    from .hf import HfBackend
     from .local import LocalBackend
     from .openai import OpenAIBackend
     from .scripted import ScriptedBackend
 
-    kinds = {"openai": OpenAIBackend, "local": LocalBackend, "scripted": ScriptedBackend}
+    kinds = {
+        "openai": OpenAIBackend,
+        "local": LocalBackend,
+        "scripted": ScriptedBackend,
+        "hf": HfBackend,
+    }
     try:
         cls = kinds[endpoint.kind]
     except KeyError:
