@@ -31,6 +31,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--steps", type=int, default=DEFAULTS["steps"])
         parser.add_argument("--lora-r", type=int, default=DEFAULTS["lora_r"])
+        parser.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"])
+        parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+        parser.add_argument("--max-length", type=int, default=DEFAULTS["max_length"])
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--resume-from", type=int, help="sft: id of a cancelled job to resume")
         mode = parser.add_mutually_exclusive_group()
@@ -62,6 +65,9 @@ class Command(BaseCommand):
             "dataset": str(Path(options["dataset"]).resolve()),
             "steps": options["steps"],
             "lora_r": options["lora_r"],
+            "learning_rate": options["learning_rate"],
+            "batch_size": options["batch_size"],
+            "max_length": options["max_length"],
             "seed": options["seed"],
         }
         if options["resume_from"]:
