@@ -51,6 +51,7 @@ def test_tool_calls_are_written_and_read_back_the_same_way():
     assert content == "Sure." and calls == [("calc", '{"e": "3*3"}')]
 
 
+@pytest.mark.timeout(900)  # de-quantising and training on CPU: about a minute on an idle machine
 def test_a_tiny_lora_run_lowers_the_loss_and_saves_an_artifact(settings, tmp_path, capsys):
     settings.TOOLTRAIL_ARTIFACTS_DIR = str(tmp_path / "artifacts")
     call_command("artifact_add", "--embedded-smollm2", "--name", "smol")
