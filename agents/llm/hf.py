@@ -11,7 +11,7 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
-from .base import ModelError, ModelReply, ToolCallRequest
+from .base import ModelCancelled, ModelError, ModelReply, ToolCallRequest
 
 _CACHE: dict[str, tuple[Any, Any]] = {}
 _LOCK = threading.Lock()
@@ -53,7 +53,15 @@ class HfBackend:
 
         self.device = config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelReply:
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        cancel: threading.Event | None = None,
+    ) -> ModelReply:
+        if cancel is not None and cancel.is_set():
+            raise ModelCancelled("the run was cancelled before the model call")
         import torch
 
         from agents.training.chat_format import (
