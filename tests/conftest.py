@@ -108,6 +108,8 @@ def stack(django_db_setup, django_db_blocker):
         "TOOLTRAIL_HEARTBEAT_SECONDS": "0.5",
         "TOOLTRAIL_STALE_AFTER_SECONDS": "4",
         "PYTHONUNBUFFERED": "1",
+        # Models the session's worker writes (GPU jobs) stay out of the checkout's var/.
+        "TOOLTRAIL_ARTIFACTS_DIR": tempfile.mkdtemp(prefix="tooltrail-test-artifacts-"),
     }
     app.control.purge()  # messages left by an earlier, interrupted session
     logdir = tempfile.mkdtemp(prefix="tooltrail-test-logs-")

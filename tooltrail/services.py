@@ -20,7 +20,12 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 # Decided (docs/security.md): annotators may cancel anyone's run, as they may start
 # runs and read every trace; viewers may do neither.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    "admin": ["agents.run_agent", "agents.run_experiment", "traces.cancel_trace"],
+    "admin": [
+        "agents.run_agent",
+        "agents.run_experiment",
+        "agents.run_job",
+        "traces.cancel_trace",
+    ],
     "annotator": ["agents.run_agent", "traces.cancel_trace"],
     "viewer": [],
 }

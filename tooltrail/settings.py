@@ -219,6 +219,7 @@ CELERY_TASK_ROUTES = {
     "agents.tasks.agent_run_task": {"queue": "agents"},
     "agents.tasks.experiment_tick_task": {"queue": "agents"},
     "agents.tasks.experiment_item_task": {"queue": "agents"},
+    "agents.tasks.job_run_task": {"queue": "gpu"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # An unacknowledged task (acks_late) goes back to the queue after this long: longer than
@@ -248,6 +249,8 @@ TOOLTRAIL_MODEL_REPLY_MAX_BYTES = int(env_float("TOOLTRAIL_MODEL_REPLY_MAX_BYTES
 TOOLTRAIL_WS_REAUTH_SECONDS = env_float("TOOLTRAIL_WS_REAUTH_SECONDS", 30.0)
 TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS = env_float("TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS", 600.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
+# Model artifacts made here (embedded SmolLM2, merge and fine-tune outputs).
+TOOLTRAIL_ARTIFACTS_DIR = env_str("TOOLTRAIL_ARTIFACTS_DIR", str(VAR_DIR / "artifacts"))
 # A step row keeps at most this many bytes of its input, output and error each; the
 # rest of a bigger value goes to a StepBlob (itself capped), read on demand.
 TOOLTRAIL_STEP_FIELD_MAX_BYTES = int(env_float("TOOLTRAIL_STEP_FIELD_MAX_BYTES", 256 * 1024))
