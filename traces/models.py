@@ -138,3 +138,16 @@ class Step(models.Model):
         if self.started_at and self.ended_at:
             return (self.ended_at - self.started_at).total_seconds() * 1000
         return None
+
+
+from .annotation_models import (  # noqa: E402,F401 - Django finds the app's models here
+    Annotation,
+    AnnotationQueue,
+    AnnotationRevision,
+    ErrorCategory,
+    Export,
+    QueueAssignment,
+    QueueItem,
+    Suggestion,
+    Verdict,
+)
