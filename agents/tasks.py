@@ -9,3 +9,11 @@ def agent_run_task(trace_id: str) -> None:
     from agents.runner import trace_run
 
     trace_run(trace_id=trace_id)
+
+
+@shared_task(name="agents.tasks.queue_suggest_task")
+def queue_suggest_task(queue_id: int) -> None:
+    """Judge suggestions for an annotation queue (requested by traces by this name)."""
+    from agents.judge import queue_suggest
+
+    queue_suggest(queue_id=queue_id)
