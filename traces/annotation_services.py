@@ -30,7 +30,7 @@ from .annotation_models import (
     Verdict,
 )
 from .annotation_selectors import labels_for, tool_schema_find
-from .broadcast import group_send_on_commit, trace_group
+from .broadcast import group_send_now, trace_group
 from .models import Step, Trace
 from .schema_check import schema_problems
 
@@ -72,22 +72,32 @@ def annotation_payload(annotation: Annotation) -> dict[str, Any]:
 
 
 def labels_broadcast(*, trace_id, step: Step | None) -> None:
-    """After commit, send the step's (or trace's) labels to everyone watching the trace."""
-    labels = labels_for(trace_id=trace_id, step_id=step.id if step else None)
-    seq = step.seq if step else 0
-    html = render_to_string(
-        "traces/_step_labels.html", {"labels_step": step, "labels": labels, "oob": True}
-    )
-    body = {
-        "type": "labels",
-        "trace_id": str(trace_id),
-        "step_seq": step.seq if step else None,
-        "labels": [annotation_payload(a) for a in labels],
-    }
-    group_send_on_commit(
-        trace_group(trace_id),
-        {"type": "label.changed", "seq": seq, "html": html, "json": json.dumps(body, default=str)},
-    )
+    """Once this commits, send the step's (or trace's) labels as they are then to
+    everyone watching the trace: one ``label.changed`` event, HTML and JSON."""
+
+    def send() -> None:
+        labels = labels_for(trace_id=trace_id, step_id=step.id if step else None)
+        html = render_to_string(
+            "traces/_step_labels.html", {"labels_step": step, "labels": labels, "oob": True}
+        )
+        body = {
+            "type": "labels",
+            "trace_id": str(trace_id),
+            "step_seq": step.seq if step else None,
+            "labels": [annotation_payload(a) for a in labels],
+        }
+        group_send_now(
+            trace_group(trace_id),
+            {
+                "type": "label.changed",
+                "seq": step.seq if step else 0,
+                "html": html,
+                "json": json.dumps(body, default=str),
+            },
+        )
+
+    # Built after the commit, from the committed labels: never a label that rolled back.
+    transaction.on_commit(send)
 
 
 # --- checks -----------------------------------------------------------------------------

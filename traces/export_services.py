@@ -97,6 +97,7 @@ def dataset_export(
     source = {"queue": queue_id, "filter": filter or {}, "split": split, "seed": seed}
     result = export_write(
         format=format,
+        columns=EXPORTERS[format].columns,
         rows=rows,
         out_dir=Path(out_dir),
         split=split,

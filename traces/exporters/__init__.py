@@ -1,5 +1,7 @@
 """Training-data exporters: one module per format, each a pure function of
-``TraceRecord``s returning rows; ``files`` writes them (JSONL, Parquet, split, card).
+``TraceRecord``s returning rows, with its ``columns`` (name → kind: ``json_list``
+for messages and tool specs, whose objects differ row to row, ``string``, ``int64``,
+``string_list``, ``bool_list``); ``files`` writes them (JSONL, Parquet, split, card).
 Adding a format is one module and one line here."""
 
 from __future__ import annotations

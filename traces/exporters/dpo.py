@@ -39,5 +39,12 @@ def dpo_rows(traces: list[TraceRecord]) -> list[dict[str, Any]]:
 
 class DpoExporter:
     name = "dpo"
-    columns = ("prompt", "chosen", "rejected", "tools", "trace_id", "step_id")
+    columns = {
+        "prompt": "json_list",
+        "chosen": "json_list",
+        "rejected": "json_list",
+        "tools": "json_list",
+        "trace_id": "string",
+        "step_id": "int64",
+    }
     rows = staticmethod(dpo_rows)

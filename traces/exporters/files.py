@@ -9,8 +9,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+# Column kinds → the dataset card's feature YAML. Messages and tool specs are
+# ``datasets.Json``: their objects (tool arguments, schemas) differ from row to row,
+# which Arrow structs cannot hold without filling every row with every key as null.
+CARD_FEATURES = {
+    "json_list": "list: json",
+    "string": "dtype: string",
+    "int64": "dtype: int64",
+    "string_list": "list: string",
+    "bool_list": "list: bool",
+}
 
 
 class ExportError(ValueError):
@@ -45,19 +53,32 @@ def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
     )
 
 
-def parquet_write(rows: list[dict[str, Any]], path: Path) -> None:
-    try:
-        table = pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ExportError(
-            f"these rows cannot be stored as Parquet (one type per field is needed): {exc}"
-        ) from exc
-    pq.write_table(table, path, compression="zstd", write_statistics=False)
+def features_for(columns: dict[str, str]):
+    """The ``datasets.Features`` of an exporter's columns."""
+    from datasets import Features, Json, List, Value
+
+    kinds = {
+        "json_list": lambda: List(Json()),
+        "string": lambda: Value("string"),
+        "int64": lambda: Value("int64"),
+        "string_list": lambda: List(Value("string")),
+        "bool_list": lambda: List(Value("bool")),
+    }
+    return Features({name: kinds[kind]() for name, kind in columns.items()})
+
+
+def parquet_write(rows: list[dict[str, Any]], path: Path, columns: dict[str, str]) -> None:
+    """Parquet with the features stored in it, so ``load_dataset("parquet", …)`` gives
+    back the objects as they were (JSON columns), whatever keys each row has."""
+    from datasets import Dataset
+
+    Dataset.from_list(rows, features=features_for(columns)).to_parquet(str(path))
 
 
 def card_text(
     *,
     format: str,
+    columns: dict[str, str],
     splits: dict[str, list[dict[str, Any]]],
     files: dict[str, str],
     stats: dict[str, Any],
@@ -68,6 +89,9 @@ def card_text(
     lines = ["---", "configs:", "- config_name: default", "  data_files:"]
     for split in splits:
         lines += [f"  - split: {split}", f"    path: {files[split]}.jsonl"]
+    lines += ["dataset_info:", "  features:"]
+    for name, kind in columns.items():
+        lines += [f"  - name: {name}", f"    {CARD_FEATURES[kind]}"]
     lines += ["tags:", "- tooltrail", "- trl", f"- {format}", "---", ""]
     lines += [f"# Tooltrail {format.upper()} export", "", f"Exported {exported_at}.", ""]
     lines += ["| split | rows | traces | JSONL | Parquet |", "|---|---|---|---|---|"]
@@ -101,6 +125,7 @@ def card_text(
 def export_write(
     *,
     format: str,
+    columns: dict[str, str],
     rows: list[dict[str, Any]],
     out_dir: Path,
     split: float | None,
@@ -120,10 +145,17 @@ def export_write(
     for split_name, split_rows in splits.items():
         stem = names[split_name]
         (out_dir / f"{stem}.jsonl").write_bytes(jsonl_bytes(split_rows))
-        parquet_write(split_rows, out_dir / f"{stem}.parquet")
+        parquet_write(split_rows, out_dir / f"{stem}.parquet", columns)
         written += [f"{stem}.jsonl", f"{stem}.parquet"]
     (out_dir / "README.md").write_text(
-        card_text(format=format, splits=splits, files=names, stats=stats, exported_at=exported_at)
+        card_text(
+            format=format,
+            columns=columns,
+            splits=splits,
+            files=names,
+            stats=stats,
+            exported_at=exported_at,
+        )
     )
     written.append("README.md")
     return {"files": written, "rows": {k: len(v) for k, v in splits.items()}}

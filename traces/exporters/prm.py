@@ -59,5 +59,10 @@ def prm_rows(traces: list[TraceRecord]) -> list[dict[str, Any]]:
 
 class PrmExporter:
     name = "prm"
-    columns = ("prompt", "completions", "labels", "trace_id")
+    columns = {
+        "prompt": "string",
+        "completions": "string_list",
+        "labels": "bool_list",
+        "trace_id": "string",
+    }
     rows = staticmethod(prm_rows)

@@ -40,5 +40,5 @@ def sft_rows(traces: list[TraceRecord]) -> list[dict[str, Any]]:
 
 class SftExporter:
     name = "sft"
-    columns = ("messages", "tools", "trace_id")
+    columns = {"messages": "json_list", "tools": "json_list", "trace_id": "string"}
     rows = staticmethod(sft_rows)
