@@ -218,13 +218,29 @@ def _item_context(
             )
             if suggestion
             else "",
-            "corrected_name": (label.corrected_call or {}).get("name", "") if label else "",
-            "corrected_arguments": json.dumps((label.corrected_call or {}).get("arguments", {}))
-            if label and label.corrected_call
-            else "",
+            "current": _current_values(label, extra.get("posted")),
         }
     )
     return context
+
+
+def _current_values(label: Annotation | None, posted) -> dict[str, str]:
+    """What the form shows: what was just posted (after an error), else the label."""
+    if posted is not None:
+        return {
+            k: posted.get(k, "")
+            for k in ("verdict", "category", "note", "corrected_name", "corrected_arguments")
+        }
+    if label is None:
+        return {}
+    call = label.corrected_call or {}
+    return {
+        "verdict": label.verdict,
+        "category": label.category.slug if label.category_id else "",
+        "note": label.note,
+        "corrected_name": call.get("name", ""),
+        "corrected_arguments": json.dumps(call["arguments"]) if call else "",
+    }
 
 
 def _annotate_response(
@@ -241,11 +257,9 @@ def _annotate_response(
 def annotate_view(request: HttpRequest, queue_id: int) -> HttpResponse:
     queue = _get_queue_for_user(request, queue_id)
     _require(request, "traces.annotate", "label steps")
-    if request.GET.get("back"):
-        try:
-            before = int(request.GET["back"])
-        except ValueError:
-            before = None
+    if "back" in request.GET:
+        value = request.GET["back"]
+        before = int(value) if value.isdigit() else None
         assignment = queue_previous(queue=queue, user=request.user, before=before)
         if assignment is None:
             return _annotate_response(
