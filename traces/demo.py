@@ -19,6 +19,7 @@ from .annotation_models import AnnotationQueue
 from .annotation_services import annotation_save, queue_create, queue_next
 from .models import Step, Trace
 from .services import step_record, trace_create, trace_finish, trace_start
+from .taxonomy import error_categories_seed
 
 DEMO_QUEUE = "Demo: label the demo agent's runs"
 DEMO_ANNOTATORS = ("demo-ana", "demo-ben")
@@ -282,6 +283,7 @@ def annotation_demo_seed() -> AnnotationQueue:
     if existing is not None:
         return existing
     with transaction.atomic():
+        error_categories_seed()
         annotators = _demo_annotators()
         traces = [demo_run_record(input=r["input"], turns=r["turns"]) for r in RUNS]
         queue = queue_create(

@@ -67,5 +67,7 @@ def schema_trace(db):
     """A finished trace of the demo shape whose tool call (#2, clock) carries its schema
     and broke it ({"tz": 5}); #3 is the error, then a retry."""
     from traces.demo import RUNS, demo_run_record
+    from traces.taxonomy import error_categories_seed
 
+    error_categories_seed()  # a transactional test before this one flushed the migration's rows
     return demo_run_record(input=RUNS[1]["input"], turns=RUNS[1]["turns"])

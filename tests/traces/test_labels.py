@@ -132,3 +132,30 @@ def test_the_trace_page_shows_a_steps_labels(client, make_user, schema_trace):
     client.force_login(make_user("vic", "viewer"))
     page = client.get(f"/traces/{schema_trace.id}/?step=2").content.decode()
     assert 'id="step-labels-2"' in page and "Wrong arguments" in page and "use timezone" in page
+
+
+def test_the_taxonomy_is_seeded_and_editable(make_user, schema_trace):
+    from traces.annotation_models import ErrorCategory
+
+    names = list(ErrorCategory.objects.values_list("name", flat=True))
+    assert names == [
+        "Wrong tool",
+        "Wrong arguments",
+        "Missing call",
+        "Unnecessary call / tool overuse",
+        "Hallucinated tool or argument",
+        "Bad final answer",
+        "Tool failure",
+        "Other",
+    ]
+    ErrorCategory.objects.create(slug="stale-data", name="Stale data", position=9)
+    ErrorCategory.objects.filter(slug="other").update(active=False)
+    ana = make_user("ana")
+    label = annotation_save(
+        user=ana, trace_id=schema_trace.id, step_seq=2, verdict="bad", category="stale-data"
+    )
+    assert label.category.name == "Stale data"
+    with pytest.raises(LabelError, match="unknown category 'other'"):
+        annotation_save(
+            user=ana, trace_id=schema_trace.id, step_seq=3, verdict="bad", category="other"
+        )
