@@ -30,6 +30,10 @@
       if (e.key === "Escape") t.blur();
       return;
     }
+    // A key pressed right after an item is swapped in may come before htmx has set up
+    // the new item's links and forms; a click then would load a whole page. htmx skips
+    // elements it has already set up, so this is cheap.
+    if (window.htmx) window.htmx.process(p);
     var form = p.querySelector("form.label-form");
     var key = e.key.toLowerCase();
     var choice = form && form.querySelector('input[data-key="' + key + '"]');
