@@ -11,6 +11,20 @@ def agent_run_task(trace_id: str) -> None:
     trace_run(trace_id=trace_id)
 
 
+@shared_task(name="agents.tasks.experiment_tick_task")
+def experiment_tick_task(experiment_id: int) -> None:
+    from agents.evals.experiments import experiment_tick
+
+    experiment_tick(experiment_id=experiment_id)
+
+
+@shared_task(name="agents.tasks.experiment_item_task")
+def experiment_item_task(result_id: int) -> None:
+    from agents.evals.experiments import experiment_item_run
+
+    experiment_item_run(result_id=result_id)
+
+
 @shared_task(name="agents.tasks.queue_suggest_task")
 def queue_suggest_task(queue_id: int) -> None:
     """Judge suggestions for an annotation queue (requested by traces by this name)."""

@@ -16,7 +16,13 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 # Role → permissions (app_label.codename). Admins are superusers and also get the group.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    "admin": ["agents.run_agent", "traces.annotate", "traces.adjudicate", "traces.export"],
+    "admin": [
+        "agents.run_agent",
+        "agents.run_experiment",
+        "traces.annotate",
+        "traces.adjudicate",
+        "traces.export",
+    ],
     "annotator": ["agents.run_agent", "traces.annotate"],
     "viewer": [],
 }
