@@ -182,7 +182,10 @@ class QueueItem(models.Model):
 
     class Meta:
         ordering = ["queue", "position"]
-        indexes = [models.Index(fields=["queue", "is_full", "position"])]
+        indexes = [
+            models.Index(fields=["queue", "is_full", "position"]),
+            models.Index(fields=["queue", "done_count"]),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["queue", "position"], name="queue_item_position"),
             models.UniqueConstraint(fields=["queue", "step"], name="queue_item_step"),

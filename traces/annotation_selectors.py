@@ -39,19 +39,17 @@ def queue_get_for_user(*, user, queue_id: int) -> AnnotationQueue:
 
 
 def queue_counts(*, queue_ids: list[int]) -> dict[int, dict[str, int]]:
-    """items_total and items_done (labelled by ``overlap`` annotators) per queue."""
-    counts: dict[int, dict[str, int]] = {q: {"items_total": 0, "items_done": 0} for q in queue_ids}
-    overlaps = dict(AnnotationQueue.objects.filter(id__in=queue_ids).values_list("id", "overlap"))
-    rows = (
-        QueueItem.objects.filter(queue_id__in=queue_ids)
-        .values("queue_id", "done_count")
-        .annotate(n=Count("id"))
-    )
-    for row in rows:
-        c = counts[row["queue_id"]]
-        c["items_total"] += row["n"]
-        if row["done_count"] >= overlaps[row["queue_id"]]:
-            c["items_done"] += row["n"]
+    """items_total and items_done (labelled by ``overlap`` annotators) per queue: two
+    index counts per queue, which stay quick on a queue of many thousand items."""
+    counts = {}
+    for queue_id, overlap in AnnotationQueue.objects.filter(id__in=queue_ids).values_list(
+        "id", "overlap"
+    ):
+        items = QueueItem.objects.filter(queue_id=queue_id)
+        counts[queue_id] = {
+            "items_total": items.count(),
+            "items_done": items.filter(done_count__gte=overlap).count(),
+        }
     return counts
 
 

@@ -249,10 +249,9 @@ def annotation_save(
             )
             if updated != 1:
                 raise LabelConflict("this label changed while saving; reload to see it")
-            annotation = Annotation.objects.get(pk=current.pk)
-        annotation = Annotation.objects.select_related("author", "category", "step").get(
-            pk=annotation.pk
-        )
+            annotation = Annotation.objects.select_related("author", "category", "step").get(
+                pk=current.pk
+            )
         AnnotationRevision.objects.create(
             annotation=annotation,
             version=annotation.version,
