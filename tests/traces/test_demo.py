@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.core.management import call_command
 
@@ -15,8 +17,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_seed_demo_gives_a_new_user_a_labelled_queue_to_open_and_export(tmp_path):
-    call_command("seed_demo", stdout=open("/dev/null", "w"))
-    call_command("seed_demo", stdout=open("/dev/null", "w"))  # again: nothing doubles
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    call_command("seed_demo", stdout=out)  # again: nothing doubles
 
     queue = AnnotationQueue.objects.get(name=DEMO_QUEUE)
     assert Trace.objects.filter(status="succeeded", agent_slug="demo").count() == 5
