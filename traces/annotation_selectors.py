@@ -197,13 +197,13 @@ def labelled_trace_ids(*, within: list | None = None) -> list:
 def trace_records(*, trace_ids: list, batch: int = 200, progress=None) -> list:
     """The exporters' input: each trace with its steps and labels as plain records,
     in the order given. ``progress(done, total)`` is called after each batch."""
-    from .exporters.records import LabelRecord, StepRecord, TraceRecord
+    from .exporters.records import LabelRecord, StepRecord, TraceRecord, canonical
 
     def label(row: dict) -> LabelRecord:
         return LabelRecord(
             verdict=row["verdict"],
             category=row["category__slug"],
-            corrected_call=row["corrected_call"],
+            corrected_call=canonical(row["corrected_call"]),
             author=row["author__username"],
             gold=row["role"] == Annotation.Role.GOLD,
             version_key=(row["updated_at"].isoformat(), row["id"]),
@@ -216,19 +216,18 @@ def trace_records(*, trace_ids: list, batch: int = 200, progress=None) -> list:
         steps: dict = defaultdict(list)
         by_id = {}
         for s in Step.objects.filter(trace_id__in=chunk).order_by("trace_id", "seq"):
+            schema = s.metadata.get("schema")
             record = StepRecord(
                 id=s.id,
                 seq=s.seq,
                 kind=s.kind,
                 name=s.name,
-                input=s.input,
-                output=s.output,
+                input=canonical(s.input),
+                output=canonical(s.output),
                 error=s.error,
                 tool_call_id=s.tool_call_id,
                 parent_seq=s.metadata.get("parent_seq"),
-                schema=s.metadata.get("schema")
-                if isinstance(s.metadata.get("schema"), dict)
-                else None,
+                schema=canonical(schema) if isinstance(schema, dict) else None,
             )
             steps[s.trace_id].append(record)
             by_id[s.id] = record
@@ -270,6 +269,8 @@ def trace_records(*, trace_ids: list, batch: int = 200, progress=None) -> list:
 
 def _tool_schemas(record) -> dict:
     """Schemas of the tools a trace called, plus those its corrected calls name."""
+    from .exporters.records import canonical
+
     schemas = {}
     for step in record.steps:
         if step.kind == "tool_call" and step.schema is not None:
@@ -280,7 +281,7 @@ def _tool_schemas(record) -> dict:
             if name and name not in schemas:
                 found = tool_schema_find(trace_id=record.trace_id, name=name)
                 if found is not None:
-                    schemas[name] = found
+                    schemas[name] = canonical(found)
     return schemas
 
 

@@ -6,21 +6,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .records import StepRecord, TraceRecord
+from .records import StepRecord, TraceRecord, canonical
 
 
 def arguments_object(raw: Any) -> dict[str, Any]:
     """Tool-call arguments as an object; text that is not a JSON object is kept under
     ``_raw`` so a broken call stays visible rather than silently emptied."""
     if isinstance(raw, dict):
-        return raw
+        return canonical(raw)
     if raw in (None, ""):
         return {}
     try:
         value = json.loads(raw)
     except (TypeError, ValueError):
         return {"_raw": str(raw)}
-    return value if isinstance(value, dict) else {"_raw": str(raw)}
+    return canonical(value) if isinstance(value, dict) else {"_raw": str(raw)}
 
 
 def assistant_message(output: dict[str, Any] | None) -> dict[str, Any]:

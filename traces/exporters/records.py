@@ -55,6 +55,17 @@ class TraceRecord:
         return label_resolve(self.labels)
 
 
+def canonical(value: Any) -> Any:
+    """``value`` with every object's keys in sorted order. PostgreSQL's jsonb keeps keys
+    in its own order and SQLite keeps them as written; sorted, the same data gives the
+    same bytes on both."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 def label_resolve(labels: list[LabelRecord]) -> LabelRecord | None:
     """The label a thing is trained on: the gold (adjudicated) one if any, else the
     majority verdict of the people (ties → the more cautious), with the category most
