@@ -47,6 +47,8 @@ def setup(database_url: str | None) -> None:
     django.setup()
     # Labels are broadcast after commit; nobody listens here, and no Redis is needed.
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    if os.environ.get("BENCH_CONN_MAX_AGE"):
+        settings.DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ["BENCH_CONN_MAX_AGE"])
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)

@@ -38,13 +38,18 @@ def queue_get_for_user(*, user, queue_id: int) -> AnnotationQueue:
     return queues_for_user(user=user).get(pk=queue_id)
 
 
-def queue_counts(*, queue_ids: list[int]) -> dict[int, dict[str, int]]:
+def queue_counts(
+    *, queue_ids: list[int], overlaps: dict[int, int] | None = None
+) -> dict[int, dict[str, int]]:
     """items_total and items_done (labelled by ``overlap`` annotators) per queue: two
-    index counts per queue, which stay quick on a queue of many thousand items."""
+    index counts per queue, which stay quick on a queue of many thousand items.
+    ``overlaps`` (queue id → overlap), when the caller has them, saves a query."""
     counts = {}
-    for queue_id, overlap in AnnotationQueue.objects.filter(id__in=queue_ids).values_list(
-        "id", "overlap"
-    ):
+    if overlaps is None:
+        overlaps = dict(
+            AnnotationQueue.objects.filter(id__in=queue_ids).values_list("id", "overlap")
+        )
+    for queue_id, overlap in overlaps.items():
         items = QueueItem.objects.filter(queue_id=queue_id)
         counts[queue_id] = {
             "items_total": items.count(),

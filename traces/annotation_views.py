@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -184,11 +185,15 @@ def _item_context(
     context: dict[str, Any] = {"queue": queue, "assignment": assignment, **extra}
     mine = QueueAssignment.objects.filter(queue=queue, user=user)
     context["mine_done"] = mine.filter(status=QueueAssignment.Status.DONE).count()
-    context["counts"] = queue_counts(queue_ids=[queue.id])[queue.id]
+    context["counts"] = queue_counts(queue_ids=[queue.id], overlaps={queue.id: queue.overlap})[
+        queue.id
+    ]
     context["categories"] = _categories()
     if assignment is None:
         return context
-    item = QueueItem.objects.select_related("trace", "step").get(pk=assignment.item_id)
+    item = QueueItem.objects.select_related("trace", "step", "suggestion__category").get(
+        pk=assignment.item_id
+    )
     step = item.step
     earlier = list(
         Step.objects.filter(trace_id=item.trace_id, seq__lt=step.seq)
@@ -292,17 +297,20 @@ def annotate_label_view(request: HttpRequest, queue_id: int, item_id: int) -> Ht
         }
     version = post.get("version") or None
     try:
-        annotation_save(
-            user=request.user,
-            trace_id=assignment.item.trace_id,
-            step_seq=assignment.item.step.seq,
-            verdict=post.get("verdict", ""),
-            category=post.get("category") or None,
-            note=post.get("note", ""),
-            corrected_call=call,
-            queue_id=queue.id,
-            version=int(version) if version and version.isdigit() else None,
-        )
+        # One transaction for the label and the next claim: one commit per key press.
+        with transaction.atomic():
+            annotation_save(
+                user=request.user,
+                trace_id=assignment.item.trace_id,
+                step_seq=assignment.item.step.seq,
+                verdict=post.get("verdict", ""),
+                category=post.get("category") or None,
+                note=post.get("note", ""),
+                corrected_call=call,
+                queue_id=queue.id,
+                version=int(version) if version and version.isdigit() else None,
+            )
+            following = queue_next(queue=queue, user=request.user) if request.htmx else None
     except (LabelError, LabelConflict) as exc:
         status = 409 if isinstance(exc, LabelConflict) else 400
         # htmx swaps only 2xx answers: the item comes back with the message on it.
@@ -316,7 +324,7 @@ def annotate_label_view(request: HttpRequest, queue_id: int, item_id: int) -> Ht
         )
     if not request.htmx:
         return redirect(reverse("traces:annotate", args=[queue.id]))
-    return _annotate_response(request, queue, queue_next(queue=queue, user=request.user))
+    return _annotate_response(request, queue, following)
 
 
 @require_POST
