@@ -207,3 +207,25 @@ def test_an_export_from_the_ui_is_recorded_and_queued(
     assert client.get(f"/exports/{export.id}/download/").status_code == 404
     bad = client.post("/exports/", {"format": "csv"})
     assert bad.status_code == 302 and Export.objects.count() == 1
+
+
+def test_admins_edit_the_taxonomy_in_the_admin(client, make_user):
+    from traces.annotation_models import ErrorCategory
+
+    client.force_login(make_user("root", "admin"))
+    assert "Wrong arguments" in client.get("/admin/traces/errorcategory/").content.decode()
+    category = ErrorCategory.objects.get(slug="other")
+    response = client.post(
+        f"/admin/traces/errorcategory/{category.id}/change/",
+        {
+            "slug": "other",
+            "name": "Something else",
+            "description": "",
+            "position": 8,
+            "active": "on",
+        },
+    )
+    assert response.status_code == 302
+    assert ErrorCategory.objects.get(slug="other").name == "Something else"
+    for page in ("annotation", "annotationqueue", "export"):
+        assert client.get(f"/admin/traces/{page}/").status_code == 200
