@@ -24,6 +24,7 @@ from .annotation_models import (
     Export,
     QueueAssignment,
     QueueItem,
+    Verdict,
 )
 from .annotation_selectors import (
     can_annotate,
@@ -224,9 +225,17 @@ def _item_context(
             if suggestion
             else "",
             "current": _current_values(label, extra.get("posted")),
+            "trace_label": _trace_label(item.trace_id, user),
+            "verdicts": Verdict.choices,
         }
     )
     return context
+
+
+def _trace_label(trace_id, user) -> Annotation | None:
+    return Annotation.objects.filter(
+        trace_id=trace_id, step=None, author=user, role=Annotation.Role.HUMAN
+    ).first()
 
 
 def _current_values(label: Annotation | None, posted) -> dict[str, str]:
@@ -325,6 +334,53 @@ def annotate_label_view(request: HttpRequest, queue_id: int, item_id: int) -> Ht
     if not request.htmx:
         return redirect(reverse("traces:annotate", args=[queue.id]))
     return _annotate_response(request, queue, following)
+
+
+@require_POST
+def annotate_trace_view(request: HttpRequest, queue_id: int, item_id: int) -> HttpResponse:
+    """The annotator's verdict and score for the whole trace of the item they are on."""
+    queue = _get_queue_for_user(request, queue_id)
+    _require(request, "traces.annotate", "label traces")
+    item = QueueItem.objects.filter(queue=queue, pk=item_id).first()
+    if item is None:
+        raise Http404("no such item in this queue")
+    post = request.POST
+    version = post.get("version") or ""
+    error, saved = "", False
+    try:
+        score = float(post["score"]) if post.get("score") else None
+    except ValueError:
+        score, error = None, "score must be a number from 0 to 1"
+    if not error:
+        try:
+            annotation_save(
+                user=request.user,
+                trace_id=item.trace_id,
+                step_seq=None,
+                verdict=post.get("verdict", ""),
+                score=score,
+                queue_id=queue.id,
+                version=int(version) if version.isdigit() else None,
+            )
+            saved = True
+        except (LabelError, LabelConflict) as exc:
+            error = str(exc)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect(reverse("traces:annotate", args=[queue.id]))
+    return render(
+        request,
+        "traces/annotate.html#trace_label",
+        {
+            "queue": queue,
+            "item": item,
+            "verdicts": Verdict.choices,
+            "trace_label": _trace_label(item.trace_id, request.user),
+            "trace_label_saved": saved,
+            "trace_label_error": error,
+        },
+    )
 
 
 @require_POST

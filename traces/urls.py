@@ -24,6 +24,11 @@ urlpatterns = [
         name="annotate_label",
     ),
     path(
+        "queues/<int:queue_id>/items/<int:item_id>/trace-label/",
+        annotation.annotate_trace_view,
+        name="annotate_trace",
+    ),
+    path(
         "queues/<int:queue_id>/items/<int:item_id>/skip/",
         annotation.annotate_skip_view,
         name="annotate_skip",

@@ -229,3 +229,22 @@ def test_admins_edit_the_taxonomy_in_the_admin(client, make_user):
     assert ErrorCategory.objects.get(slug="other").name == "Something else"
     for page in ("annotation", "annotationqueue", "export"):
         assert client.get(f"/admin/traces/{page}/").status_code == 200
+
+
+def test_the_annotator_gives_the_whole_trace_a_verdict_and_score(client, clock_queue, schema_trace):
+    queue, ana = clock_queue
+    client.force_login(ana)
+    client.get(f"/queues/{queue.id}/annotate/")
+    item_id = QueueAssignment.objects.get(user=ana).item_id
+    url = f"/queues/{queue.id}/items/{item_id}/trace-label/"
+    body = client.post(url, {"verdict": "bad", "score": "0.3"}, **HTMX).content.decode()
+    assert body.lstrip().startswith('<form class="trace-label-form"') and "saved" in body
+    label = Annotation.objects.get(step=None)
+    assert (label.trace_id, label.verdict, label.score) == (schema_trace.id, "bad", 0.3)
+    too_high = client.post(
+        url, {"verdict": "bad", "score": "3", "version": "1"}, **HTMX
+    ).content.decode()
+    assert "score must be a number from 0 to 1" in too_high
+    stale = client.post(url, {"verdict": "good", "score": "1"}, **HTMX).content.decode()
+    assert "you sent none" in stale
+    assert Annotation.objects.get(step=None).score == 0.3

@@ -132,6 +132,9 @@ def test_the_trace_page_shows_a_steps_labels(client, make_user, schema_trace):
     client.force_login(make_user("vic", "viewer"))
     page = client.get(f"/traces/{schema_trace.id}/?step=2").content.decode()
     assert 'id="step-labels-2"' in page and "Wrong arguments" in page and "use timezone" in page
+    annotation_save(user=ana, trace_id=schema_trace.id, step_seq=None, verdict="good", score=0.9)
+    page = client.get(f"/traces/{schema_trace.id}/").content.decode()
+    assert 'id="trace-labels"' in page and "Trace labels (1)" in page and "score 0.9" in page
 
 
 def test_the_taxonomy_is_seeded_and_editable(make_user, schema_trace):
