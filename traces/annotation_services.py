@@ -218,7 +218,8 @@ def annotation_save(
         lookup: dict[str, Any] = {"trace": trace, "step": step, "role": role}
         if step is None or role != Annotation.Role.GOLD:
             lookup["author"] = user
-        current = Annotation.objects.select_for_update().filter(**lookup).first()
+        # Ordered by pk: the default ordering joins steps, which FOR UPDATE cannot take.
+        current = Annotation.objects.select_for_update().filter(**lookup).order_by("pk").first()
         if current is None:
             try:
                 with transaction.atomic():
