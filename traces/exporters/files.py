@@ -70,9 +70,16 @@ def features_for(columns: dict[str, str]):
 def parquet_write(rows: list[dict[str, Any]], path: Path, columns: dict[str, str]) -> None:
     """Parquet with the features stored in it, so ``load_dataset("parquet", …)`` gives
     back the objects as they were (JSON columns), whatever keys each row has."""
-    from datasets import Dataset
+    import datasets
 
-    Dataset.from_list(rows, features=features_for(columns)).to_parquet(str(path))
+    # An export's output is its summary line, not a progress bar per file.
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        datasets.Dataset.from_list(rows, features=features_for(columns)).to_parquet(str(path))
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
 
 
 def card_text(
