@@ -30,3 +30,11 @@ def job_run_task(job_id: int) -> None:
     from agents.training.jobs import job_run
 
     job_run(job_id=job_id)
+
+
+@shared_task(name="agents.tasks.queue_suggest_task")
+def queue_suggest_task(queue_id: int) -> None:
+    """Judge suggestions for an annotation queue (requested by traces by this name)."""
+    from agents.judge import queue_suggest
+
+    queue_suggest(queue_id=queue_id)

@@ -25,8 +25,11 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "agents.run_experiment",
         "agents.run_job",
         "traces.cancel_trace",
+        "traces.annotate",
+        "traces.adjudicate",
+        "traces.export",
     ],
-    "annotator": ["agents.run_agent", "traces.cancel_trace"],
+    "annotator": ["agents.run_agent", "traces.cancel_trace", "traces.annotate"],
     "viewer": [],
 }
 

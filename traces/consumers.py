@@ -41,6 +41,7 @@ LIVE_EVENTS = {
     "step.created": "step_created",
     "trace.updated": "trace_updated",
     "trace.listed": "trace_listed",
+    "label.changed": "label_changed",
 }
 
 
@@ -184,6 +185,10 @@ class TraceConsumer(_AuthenticatedConsumer):
             return
         await self.send(text_data=event["json"] if self.as_json else event["html"])
         self.cursor = seq
+
+    async def label_changed(self, event: dict) -> None:
+        """A step's labels changed: the redrawn labels (or their JSON)."""
+        await self.send(text_data=event["json"] if self.as_json else event["html"])
 
     async def trace_updated(self, event: dict) -> None:
         # Pub/sub delivers at most once: a lost step message shows only as a gap before

@@ -163,3 +163,16 @@ class StepBlob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.step} {self.field} ({self.size} bytes)"
+
+
+from .annotation_models import (  # noqa: E402,F401 - Django finds the app's models here
+    Annotation,
+    AnnotationQueue,
+    AnnotationRevision,
+    ErrorCategory,
+    Export,
+    QueueAssignment,
+    QueueItem,
+    Suggestion,
+    Verdict,
+)
