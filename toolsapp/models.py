@@ -125,6 +125,10 @@ class Tool(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "name"], name="tool_name_unique_per_source")
         ]
+        permissions = [
+            ("run_tool", "Can run a tool from its page"),
+            ("import_tools", "Can import tools (OpenAPI specs)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source}/{self.name}" if self.source else self.name
@@ -132,6 +136,11 @@ class Tool(models.Model):
     def get_absolute_url(self) -> str:
         url = reverse("toolsapp:tool_detail", args=[self.name])
         return f"{url}?{urlencode({'source': self.source})}" if self.source else url
+
+    @property
+    def source_label(self) -> str:
+        """The source's own name (``github`` for ``openapi:github``), '' for none."""
+        return self.source.partition(":")[2]
 
     @property
     def is_active(self) -> bool:

@@ -187,6 +187,16 @@ TOOLTRAIL_STALE_AFTER_SECONDS = env_float("TOOLTRAIL_STALE_AFTER_SECONDS", 30.0)
 TOOLTRAIL_TOOL_TIMEOUT_SECONDS = env_float("TOOLTRAIL_TOOL_TIMEOUT_SECONDS", 30.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
 
+# Tool registry. Python tools may only name functions matched here (fnmatch patterns
+# over "module:function"); nothing from user input is imported otherwise. Add more with
+# a comma-separated TOOLTRAIL_PYTHON_TOOLS.
+TOOLTRAIL_PYTHON_TOOLS = ["toolsapp.builtin:*"] + [
+    p.strip() for p in env_str("TOOLTRAIL_PYTHON_TOOLS").split(",") if p.strip()
+]
+TOOLTRAIL_OPENAPI_MAX_BYTES = int(env_float("TOOLTRAIL_OPENAPI_MAX_BYTES", 64 * 1024 * 1024))
+TOOLTRAIL_OPENAPI_MAX_OPERATIONS = int(env_float("TOOLTRAIL_OPENAPI_MAX_OPERATIONS", 25_000))
+TOOLTRAIL_HTTP_TOOL_MAX_BYTES = int(env_float("TOOLTRAIL_HTTP_TOOL_MAX_BYTES", 1024 * 1024))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -18,6 +18,7 @@ from django.utils import timezone
 from agents.llm import ModelBackend, ModelError
 from toolsapp.executors import ToolExecutionError
 from toolsapp.models import Tool
+from toolsapp.selectors import tool_openai_spec, tools_by_model_name
 from toolsapp.services import tool_execute
 from toolsapp.validation import ToolArgumentsError, arguments_parse
 from traces.models import Step, Trace
@@ -48,8 +49,10 @@ class FunctionCallingLoop:
     ) -> None:
         self.trace_id = trace_id
         self.backend = backend
-        self.tools = {t.name: t for t in tools}
-        self.tool_specs = [t.openai_spec() for t in tools]
+        # Keyed by the name the model sees (prefixed with the source where two tools
+        # share a name), so a call maps back to exactly one tool.
+        self.tools = tools_by_model_name(tools=tools)
+        self.tool_specs = [tool_openai_spec(tool=t, name=n) for n, t in self.tools.items()]
         self.system_prompt = system_prompt
         self.max_steps = max_steps
         self.should_stop = should_stop
@@ -134,7 +137,14 @@ class FunctionCallingLoop:
             arguments = call.arguments  # keep the raw text so the step shows what the model wrote
         tool = self.tools.get(call.name)
         # The schema as it was at call time, so the debugger shows what was checked.
-        schema_meta = {"schema": tool.parameters} if tool else None
+        schema_meta = (
+            {
+                "schema": tool.parameters,
+                "tool": {"id": tool.pk, "name": tool.name, "source": tool.source},
+            }
+            if tool
+            else None
+        )
         call_step = step_record(
             trace_id=self.trace_id,
             kind=Step.Kind.TOOL_CALL,

@@ -22,9 +22,9 @@ __all__ = ["EXECUTORS", "Executor", "ToolExecutionError", "ToolTimeout", "execut
 
 
 def _registry() -> dict[str, Executor]:
-    from . import python
+    from . import http, python
 
-    return {"python": python.execute}
+    return {"python": python.execute, "http": http.execute}
 
 
 EXECUTORS: dict[str, Executor] = _registry()
