@@ -22,12 +22,14 @@ class Command(BaseCommand):
             "--source",
             help="openapi:NAME or mcp:NAME (or the bare name); '' for Python and code tools.",
         )
-        parser.add_argument("--args", default="{}", help="The arguments, a JSON object.")
+        parser.add_argument(
+            "--args", dest="arguments", default="{}", help="The arguments, a JSON object."
+        )
 
     def handle(self, *args, **options) -> None:
         try:
             tool = tool_get(name=options["name"], source=options["source"])
-            arguments = arguments_parse(options["args"])
+            arguments = arguments_parse(options["arguments"])
             result = tool_execute(tool=tool, arguments=arguments)
         except (ToolLookupError, ToolArgumentsError) as exc:
             raise CommandError(str(exc)) from exc
