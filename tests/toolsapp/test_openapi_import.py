@@ -276,3 +276,13 @@ def test_the_command_fails_on_a_bad_spec_naming_the_problem(tmp_path):
     ):
         call_command("import_openapi", str(bad), "--name", "bad")
     assert not HttpToolSource.objects.exists()
+
+
+def test_a_bad_inline_parameter_schema_is_named_where_it_is():
+    spec = yaml.safe_load(PETSTORE.read_text())
+    spec["paths"]["/pets"]["get"]["parameters"][0]["schema"]["maximum"] = "lots"
+    with pytest.raises(
+        SpecError,
+        match=r"at /paths/~1pets/get/parameters/0/schema/maximum: schema is not valid JSON Schema",
+    ):
+        tool_import_openapi(name="pets", data=json.dumps(spec), file="petstore.json")

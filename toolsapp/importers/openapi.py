@@ -81,6 +81,10 @@ _DROPPED_KEYWORDS = {
     "definitions",
     "nullable",
 }
+# One validator of the 2020-12 metaschema, reused: building one per check costs more.
+_META_VALIDATOR = Draft202012Validator(
+    Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
+)
 _FORM_MEDIA = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 Progress = Callable[[str], None]
@@ -343,6 +347,7 @@ class SchemaBundler:
         self._taken: set[str] = set()
         self._pending: list[str] = []
         self._checked: set[str] = set()
+        self._valid_properties: set[str] = set()
 
     def convert(self, schema: Any, pointer: str) -> tuple[Any, set[str]]:
         """Convert a schema found at ``pointer``; returns it and the pointers it refers to."""
@@ -374,13 +379,29 @@ class SchemaBundler:
         return {self.names[ptr]: self.defs[ptr] for ptr in sorted(closure, key=self.names.get)}
 
     def check(self, schema: Any, pointer: str) -> None:
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as exc:
-            where = pointer + "".join("/" + pointer_escape(p) for p in exc.path)
-            raise SpecError(
-                f"schema is not valid JSON Schema: {exc.message}", file=self.doc.file, pointer=where
-            ) from exc
+        """Raise SpecError unless ``schema`` is valid JSON Schema (2020-12)."""
+        if not _META_VALIDATOR.is_valid(schema):
+            try:
+                Draft202012Validator.check_schema(schema)
+            except SchemaError as exc:
+                where = pointer + "".join("/" + pointer_escape(p) for p in exc.path)
+                raise SpecError(
+                    f"schema is not valid JSON Schema: {exc.message}",
+                    file=self.doc.file,
+                    pointer=where,
+                ) from exc
+
+    def check_tool(self, parameters: dict[str, Any], pointer: str, origins: dict[str, str]) -> None:
+        """Check a tool's schema but its ``$defs`` (each checked once by defs_for). The
+        metaschema checks each property on its own, so a property schema seen before in
+        this spec (the same ``expand`` or ``limit`` in every operation) is not checked
+        again: metaschema validation is by far the slowest part of an import."""
+        for name, prop in parameters.get("properties", {}).items():
+            key = json.dumps(prop, sort_keys=True, default=str)
+            if key not in self._valid_properties:
+                self.check(prop, origins.get(name, pointer))
+                self._valid_properties.add(key)
+        self.check({**parameters, "properties": {}, "$defs": {}}, pointer)
 
     def _define(self, target: str) -> str:
         if target not in self.names:
@@ -534,6 +555,7 @@ class _Operations:
         name = name_unique(name, self.taken)
 
         properties: dict[str, Any] = {}
+        self._origins: dict[str, str] = {}  # property → where its schema is in the spec
         required: list[str] = []
         refs: set[str] = set()
         params_config = []
@@ -552,6 +574,7 @@ class _Operations:
             elif param.get("description") and isinstance(schema, dict):
                 schema = {**schema, "description": str(param["description"])}
             properties[prop] = schema
+            self._origins[prop] = param_ptr + ("/schema" if "schema" in param else "")
             if where == "path" or param.get("required") is True:
                 required.append(prop)
             entry = {"name": param["name"], "in": where, "prop": prop}
@@ -573,7 +596,7 @@ class _Operations:
         defs = self.schemas.defs_for(refs)
         if defs:
             parameters["$defs"] = defs
-        self.schemas.check({**parameters, "$defs": {}}, op_ptr)
+        self.schemas.check_tool(parameters, op_ptr, self._origins)
         config: dict[str, Any] = {
             "method": method.upper(),
             "path": path,
@@ -660,11 +683,12 @@ class _Operations:
         else:
             schema = {"type": "string", "description": f"The request body ({media})."}
         body_required = body.get("required") is True
-        resolved, merged_refs = schema, found
+        resolved, merged_refs, resolved_ptr = schema, found, at
         if isinstance(schema, dict) and set(schema) == {"$ref"}:
             target = self.doc.ref_pointer(media_obj["schema"]["$ref"], at=at + "/$ref")
             # Merged, the body's own $defs entry is only needed if it refers to itself.
             resolved, merged_refs = self.schemas.defs.get(target), self.schemas.deps[target]
+            resolved_ptr = target
         if (
             (is_json or media in _FORM_MEDIA)
             and _is_plain_object(resolved)
@@ -672,6 +696,8 @@ class _Operations:
         ):
             refs |= merged_refs
             names = list(resolved["properties"])
+            for name in names:
+                self._origins[name] = resolved_ptr + "/properties/" + pointer_escape(name)
             properties.update(resolved["properties"])
             required.extend(r for r in resolved.get("required") or [] if r in names)
             return {"media": media, "mode": "merged", "props": names}
@@ -682,6 +708,7 @@ class _Operations:
         if body.get("description") and isinstance(schema, dict):
             schema = {**schema, "description": str(body["description"])}
         properties[prop] = schema
+        self._origins[prop] = at
         if body_required:
             required.append(prop)
         return {"media": media, "mode": "property", "prop": prop}
