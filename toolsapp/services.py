@@ -62,8 +62,9 @@ def tool_execute(*, tool: Tool, arguments: dict[str, Any], timeout: float | None
     tool overruns, ToolExecutionError when it fails.
     """
     tool_call_check(tool=tool, arguments=arguments)
-    if tool.kind == Tool.Kind.PYTHON:
-        python_target_check(target=(tool.config or {}).get("callable", ""))
+    target = (tool.config or {}).get("callable") if tool.kind == Tool.Kind.PYTHON else None
+    if target:  # (no target at all: the executor says so)
+        python_target_check(target=target)
     if not tool.is_active:
         raise ToolExecutionError(f"tool {tool.name!r} is {tool.get_status_display().lower()}")
     executor = executor_for(tool.kind)
