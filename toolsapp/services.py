@@ -18,7 +18,7 @@ from django.utils import timezone
 from .builtin import BUILTIN_TOOLS
 from .executors import ToolExecutionError, executor_for
 from .importers.openapi import SpecError, ToolDraft, spec_parse, spec_read, spec_tools
-from .models import HttpToolSource, Tool, Toolset
+from .models import HttpToolSource, Tool, Toolset, tool_fingerprint
 from .validation import ToolArgumentsError, arguments_check, schema_check
 
 
@@ -142,6 +142,7 @@ class OpenApiImport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     deactivated: list[str] = field(default_factory=list)
+    fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -159,26 +160,39 @@ def _source_name_check(name: str) -> None:
         raise SpecError(f"source name {name!r} must be 1-100 letters, digits, '-' or '_' (a slug)")
 
 
-def _same(tool: Tool, draft: ToolDraft, source: HttpToolSource | None) -> bool:
+def _draft_fingerprint(draft: ToolDraft) -> str:
+    return tool_fingerprint(
+        description=draft.description, parameters=draft.parameters, config=draft.config
+    )
+
+
+def _same(tool: Tool, fingerprint: str, source: HttpToolSource | None) -> bool:
     return (
         tool.kind == Tool.Kind.HTTP
         and tool.status == Tool.Status.ACTIVE
         and source is not None
         and tool.http_source_id == source.pk
-        and tool.description == draft.description
-        and tool.parameters == draft.parameters
-        and tool.config == draft.config
+        and tool.fingerprint == fingerprint
     )
 
 
 def _plan_diff(plan: OpenApiImport, source: HttpToolSource | None) -> dict[str, Tool]:
-    existing = {t.name: t for t in Tool.objects.filter(source=f"openapi:{plan.source}")}
+    """Sort the plan's drafts into created/updated/unchanged against the saved tools,
+    comparing fingerprints (a big spec's schemas are never loaded back)."""
+    existing = {
+        t.name: t
+        for t in Tool.objects.filter(source=f"openapi:{plan.source}").only(
+            "pk", "name", "kind", "status", "http_source", "fingerprint"
+        )
+    }
+    if not plan.fingerprints:
+        plan.fingerprints = {d.name: _draft_fingerprint(d) for d in plan.drafts}
     plan.created, plan.updated, plan.unchanged = [], [], []
     for draft in plan.drafts:
         tool = existing.get(draft.name)
         if tool is None:
             plan.created.append(draft.name)
-        elif _same(tool, draft, source):
+        elif _same(tool, plan.fingerprints[draft.name], source):
             plan.unchanged.append(draft.name)
         else:
             plan.updated.append(draft.name)
@@ -277,6 +291,7 @@ def openapi_import_apply(
                     description=drafts[n].description,
                     parameters=drafts[n].parameters,
                     config=drafts[n].config,
+                    fingerprint=plan.fingerprints[n],
                     status=Tool.Status.ACTIVE,
                 )
                 for n in plan.created
@@ -294,6 +309,7 @@ def openapi_import_apply(
             tool.description = draft.description
             tool.parameters = draft.parameters
             tool.config = draft.config
+            tool.fingerprint = plan.fingerprints[n]
             tool.updated_at = now
             changed.append(tool)
         fields = [
@@ -303,6 +319,7 @@ def openapi_import_apply(
             "description",
             "parameters",
             "config",
+            "fingerprint",
             "updated_at",
         ]
         Tool.objects.bulk_update(changed, fields, batch_size=500)

@@ -286,3 +286,13 @@ def test_a_bad_inline_parameter_schema_is_named_where_it_is():
         match=r"at /paths/~1pets/get/parameters/0/schema/maximum: schema is not valid JSON Schema",
     ):
         tool_import_openapi(name="pets", data=json.dumps(spec), file="petstore.json")
+
+
+def test_a_tool_edited_by_hand_is_updated_by_the_next_import():
+    tool_import_openapi(name="pets", location=str(PETSTORE))
+    tool = Tool.objects.get(source="openapi:pets", name="listPets")
+    tool.description = "edited in the admin"
+    tool.save()
+    again = tool_import_openapi(name="pets", location=str(PETSTORE)).summary()
+    assert again["updated"] == 1 and again["unchanged"] == 6
+    assert Tool.objects.get(pk=tool.pk).description == "List pets"
