@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -105,6 +107,7 @@ def tool_try_view(request: HttpRequest, name: str) -> HttpResponse:
 # --- OpenAPI import ------------------------------------------------------------------
 
 PREVIEW_LIST_LIMIT = 200
+STASH_SECONDS = 24 * 3600
 
 
 def _stash_dir() -> Path:
@@ -116,6 +119,12 @@ def _stash(data: bytes) -> str:
     digest = hashlib.sha256(data).hexdigest()
     folder = _stash_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    # Previews nobody imported are dropped after a day.
+    cutoff = time.time() - STASH_SECONDS
+    for old in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
     (folder / digest).write_bytes(data)
     return digest
 
