@@ -296,3 +296,71 @@ def test_a_tool_edited_by_hand_is_updated_by_the_next_import():
     again = tool_import_openapi(name="pets", location=str(PETSTORE)).summary()
     assert again["updated"] == 1 and again["unchanged"] == 6
     assert Tool.objects.get(pk=tool.pk).description == "List pets"
+
+
+def test_openapi_30_idioms_become_json_schema_2020_12():
+    spec = {
+        "openapi": "3.0.3",
+        "info": {"title": "idioms", "version": "1"},
+        "paths": {
+            "/things": {
+                "post": {
+                    "operationId": "makeThing",
+                    "x-internal": True,
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "discriminator": {"propertyName": "kind"},
+                                    "properties": {
+                                        "kind": {
+                                            "type": "string",
+                                            "enum": ["a", "b"],
+                                            "nullable": True,
+                                        },
+                                        "size": {
+                                            "type": "number",
+                                            "minimum": 0,
+                                            "exclusiveMinimum": True,
+                                        },
+                                        "file": {"type": "file"},
+                                        "word": {"type": "string", "pattern": "^\\p{L}+$"},
+                                        "x-note": {"type": "string"},
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {},
+                }
+            }
+        },
+    }
+    tool_import_openapi(name="idioms", data=json.dumps(spec))
+    props = Tool.objects.get(source="openapi:idioms").parameters["properties"]
+    assert props["kind"] == {"type": ["string", "null"], "enum": ["a", "b", None]}
+    assert props["size"] == {"type": "number", "exclusiveMinimum": 0}
+    assert props["file"] == {"type": "string", "format": "binary"}
+    assert "pattern" not in props["word"] and "pattern: ^\\p{L}+$" in props["word"]["description"]
+    # "x-note" is a property name here, not an extension keyword: it stays.
+    assert "x-note" in props
+
+
+def test_the_command_fails_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "openapi: 3.0.0\ninfo: {title: x, version: '1'}\npaths: {/a: {get: {parameters: [{in: query}]}}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "import_openapi", str(bad), "--name", "bad"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert f"{bad} at /paths/~1a/get/parameters/0: a parameter needs a 'name'" in done.stderr
+    assert "Traceback" not in done.stderr
