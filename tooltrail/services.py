@@ -16,7 +16,12 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 # Role → permissions (app_label.codename). Admins are superusers and also get the group.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    "admin": ["agents.run_agent", "toolsapp.run_tool", "toolsapp.import_tools"],
+    "admin": [
+        "agents.run_agent",
+        "agents.run_experiment",
+        "toolsapp.run_tool",
+        "toolsapp.import_tools",
+    ],
     "annotator": ["agents.run_agent", "toolsapp.run_tool"],
     "viewer": [],
 }
