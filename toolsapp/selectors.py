@@ -110,7 +110,10 @@ def tool_get(*, name: str, source: str | None = None) -> Tool:
 
 
 def _prefixed(tool: Tool) -> str:
-    label = re.sub(r"[^a-zA-Z0-9_-]+", "_", tool.source_label or tool.kind)
+    # Anything with a name, parameters and openai_spec() passes (evaluations hand in
+    # plain function specs); only tools have a source.
+    source = getattr(tool, "source_label", "") or getattr(tool, "kind", "") or "tool"
+    label = re.sub(r"[^a-zA-Z0-9_-]+", "_", source)
     name = f"{label}__{tool.name}"
     if len(name) > 64:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]

@@ -133,10 +133,10 @@ class FunctionCallingLoop:
         what was checked) and which tool the model-facing name stood for."""
         if tool is None:
             return None
-        return {
-            "schema": tool.parameters,
-            "tool": {"id": tool.pk, "name": tool.name, "source": tool.source},
-        }
+        meta: dict[str, Any] = {"schema": tool.parameters}
+        if isinstance(tool, Tool):  # (evaluations pass plain function specs)
+            meta["tool"] = {"id": tool.pk, "name": tool.name, "source": tool.source}
+        return meta
 
     def _record_call(self, call, model_step: Step) -> None:
         """Record a call without running it: the call step, and an error step when the
