@@ -521,6 +521,8 @@ class _Operations:
     def operations(self) -> Iterable[tuple[str, str, dict[str, Any], str, dict[str, Any], str]]:
         paths = self.doc.spec.get("paths") or {}
         for path, raw_item in paths.items():
+            if isinstance(path, str) and path.startswith("x-"):
+                continue  # an extension of the Paths object
             item_ptr = _pointer("paths", path)
             if not isinstance(path, str) or not path.startswith("/"):
                 raise self.error(f"path {path!r} must start with '/'", item_ptr)
