@@ -571,9 +571,8 @@ class _Operations:
             if prop in properties:
                 raise self.error(f"parameter {param['name']!r} is declared twice", param_ptr)
             schema, serialize = self._parameter_schema(param, param_ptr, refs)
-            if param.get("description") and isinstance(schema, dict) and "$ref" not in schema:
-                schema = {"description": str(param["description"]), **schema}
-            elif param.get("description") and isinstance(schema, dict):
+            if param.get("description") and isinstance(schema, dict):
+                # The parameter's own description says more than its type's.
                 schema = {**schema, "description": str(param["description"])}
             properties[prop] = schema
             self._origins[prop] = param_ptr + ("/schema" if "schema" in param else "")
