@@ -20,8 +20,9 @@ SOURCE_KINDS: dict[str, type[models.Model]] = {
 }
 
 
-class ToolLookupError(LookupError):
-    """No such tool or source, or a name that matches more than one tool."""
+class ToolLookupError(Tool.DoesNotExist):
+    """No such tool or source, or a name that matches more than one tool (a
+    ``Tool.DoesNotExist``, so callers may catch either)."""
 
 
 def toolset_tools(*, toolset: Toolset | None) -> list[Tool]:

@@ -7,6 +7,7 @@ import fnmatch
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .builtin import BUILTIN_TOOLS
-from .executors import ToolExecutionError, executor_for
+from .executors import ToolCancelled, ToolExecutionError, executor_for
 from .importers.openapi import SpecError, ToolDraft, spec_parse, spec_read, spec_tools
 from .models import HttpToolSource, Tool, Toolset, tool_fingerprint
 from .validation import ToolArgumentsError, arguments_check, schema_check
@@ -55,11 +56,18 @@ def tool_call_check(*, tool: Tool, arguments: dict[str, Any]) -> None:
     arguments_check(schema=tool.parameters, arguments=arguments)
 
 
-def tool_execute(*, tool: Tool, arguments: dict[str, Any], timeout: float | None = None) -> Any:
+def tool_execute(
+    *,
+    tool: Tool,
+    arguments: dict[str, Any],
+    timeout: float | None = None,
+    cancel: threading.Event | None = None,
+) -> Any:
     """Validate, then run one call. Returns a JSON-able result.
 
     Raises ToolArgumentsError for bad arguments (nothing runs), ToolTimeout when the
-    tool overruns, ToolExecutionError when it fails.
+    tool overruns (it is stopped), ToolCancelled within a second of ``cancel`` being set
+    during the call (it is stopped), ToolExecutionError when it fails.
     """
     tool_call_check(tool=tool, arguments=arguments)
     target = (tool.config or {}).get("callable") if tool.kind == Tool.Kind.PYTHON else None
@@ -71,7 +79,9 @@ def tool_execute(*, tool: Tool, arguments: dict[str, Any], timeout: float | None
     if executor is None:
         raise ToolExecutionError(f"tools of kind {str(tool.kind)!r} cannot be run yet")
     limit = min(timeout or tool.timeout_seconds, settings.TOOLTRAIL_TOOL_TIMEOUT_SECONDS)
-    result = executor(tool, arguments, limit)
+    if cancel is not None and cancel.is_set():
+        raise ToolCancelled("the tool call was cancelled before it started")
+    result = executor(tool, arguments, limit, cancel)
     try:
         json.dumps(result)
     except (TypeError, ValueError):

@@ -169,3 +169,14 @@ def test_export_tools_prints_one_openai_entry_per_line(pets, capsys, server):
 
     with pytest.raises(CommandError, match="there is no toolset 'nope'"):
         call_command("export_tools", "--toolset", "nope")
+
+
+def test_a_cancelled_run_stops_waiting_for_the_api(pets):
+    import threading
+
+    from toolsapp.executors import ToolCancelled
+
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    with pytest.raises(ToolCancelled, match="cancelled during the HTTP call"):
+        tool_execute(tool=pets["showPetById"], arguments={"petId": "slow"}, cancel=cancel)

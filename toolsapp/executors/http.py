@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -23,7 +24,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from django.conf import settings
 
-from .base import ToolExecutionError, ToolTimeout
+from .base import ToolCancelled, ToolExecutionError, ToolTimeout
 
 if TYPE_CHECKING:
     from toolsapp.models import Tool
@@ -171,8 +172,7 @@ def _body(content: bytes, content_type: str) -> Any:
     return f"<{len(content)} bytes of {base}>"
 
 
-def execute(tool: Tool, arguments: dict[str, Any], timeout: float) -> Any:
-    request = request_build(tool, arguments)
+def _send(request: dict[str, Any], timeout: float, cancel: threading.Event | None) -> Any:
     limit = settings.TOOLTRAIL_HTTP_TOOL_MAX_BYTES
     deadline = time.monotonic() + timeout
     try:
@@ -187,6 +187,8 @@ def execute(tool: Tool, arguments: dict[str, Any], timeout: float) -> Any:
                         raise ToolExecutionError(
                             f"the response is larger than the {limit} byte limit"
                         )
+                    if cancel is not None and cancel.is_set():
+                        raise ToolCancelled("the run was cancelled during the HTTP call")
                     if time.monotonic() > deadline:
                         raise ToolTimeout(f"the API did not finish answering within {timeout:g} s")
                     chunks.append(chunk)
@@ -206,3 +208,30 @@ def execute(tool: Tool, arguments: dict[str, Any], timeout: float) -> Any:
         "headers": headers,
         "body": _body(b"".join(chunks), response.headers.get("content-type", "")),
     }
+
+
+def execute(
+    tool: Tool, arguments: dict[str, Any], timeout: float, cancel: threading.Event | None = None
+) -> Any:
+    request = request_build(tool, arguments)
+    if cancel is None:
+        return _send(request, timeout, None)
+    # Waiting for an answer cannot be interrupted, so the request runs in a thread this
+    # call stops waiting for when the run is cancelled; the thread ends by the deadline.
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = _send(request, timeout, cancel)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True, name="http-tool-call")
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+        if cancel.is_set() and thread.is_alive():
+            raise ToolCancelled("the run was cancelled during the HTTP call")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
