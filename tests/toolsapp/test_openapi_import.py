@@ -335,7 +335,7 @@ def test_openapi_30_idioms_become_json_schema_2020_12():
                     },
                     "responses": {},
                 }
-            }
+            },
         },
     }
     tool_import_openapi(name="idioms", data=json.dumps(spec))
