@@ -163,8 +163,13 @@ def openapi_import_view(request: HttpRequest) -> HttpResponse:
     """GET: the form. POST ``preview``: what the import would create, update and
     deactivate (nothing saved). POST ``import``: save that preview in one transaction."""
     can_import = request.user.has_perm("toolsapp.import_tools")
-    form = {k: request.POST.get(k, "") for k in ("name", "base_url", "spec_location", "spec_text")}
-    context: dict[str, Any] = {"form": form, "can_import": can_import}
+    fields = ("name", "base_url", "spec_location", "spec_text", "auth", "auth_name", "secret_env")
+    form = {k: request.POST.get(k, "") for k in fields}
+    context: dict[str, Any] = {
+        "form": form,
+        "can_import": can_import,
+        "auth_choices": HttpToolSource.Auth.choices,
+    }
     if request.method != "POST":
         return render(request, "toolsapp/openapi_import.html", context)
     if not can_import:
@@ -185,7 +190,13 @@ def openapi_import_view(request: HttpRequest) -> HttpResponse:
             base_url=form["base_url"].strip() or None,
         )
         if action == "import":
-            openapi_import_apply(plan=plan)
+            # Empty auth fields keep what an earlier import set.
+            openapi_import_apply(
+                plan=plan,
+                auth=form["auth"] or None,
+                auth_name=form["auth_name"].strip() or None,
+                secret_env=form["secret_env"].strip() or None,
+            )
             (_stash_dir() / digest).unlink(missing_ok=True)
             return redirect(
                 f"{reverse('toolsapp:tool_list')}?{urlencode({'source': f'openapi:{plan.source}'})}"

@@ -110,10 +110,20 @@ def test_the_import_page_previews_before_it_saves(admin):
 
     digest = page.split('name="digest" value="')[1].split('"')[0]
     saved = admin.post(
-        url, {"action": "import", "name": "pets", "digest": digest, "file": "petstore31.yaml"}
+        url,
+        {
+            "action": "import",
+            "name": "pets",
+            "digest": digest,
+            "file": "petstore31.yaml",
+            "auth": "bearer",
+            "secret_env": "PETS_TOKEN",
+        },
     )
     assert saved.status_code == 302
     assert Tool.objects.filter(source="openapi:pets").count() == 7
+    source = HttpToolSource.objects.get(name="pets")
+    assert (source.auth, source.secret_env) == ("bearer", "PETS_TOKEN")
 
     # Pasted text of a changed spec: the preview says what changes.
     spec = PETSTORE.read_text().replace("summary: List pets", "summary: List all the pets")
