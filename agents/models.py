@@ -71,6 +71,12 @@ class Agent(models.Model):
     max_steps = models.PositiveIntegerField(
         default=10, help_text="Most model turns before the run fails."
     )
+    deadline_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Longest a run may take, in seconds, before it ends failed; blank: the "
+        "TOOLTRAIL_RUN_DEADLINE_SECONDS setting. Capped by TOOLTRAIL_RUN_DEADLINE_MAX_SECONDS.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -82,6 +88,14 @@ class Agent(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("agents:agent_detail", args=[self.slug])
+
+    @property
+    def run_deadline(self) -> float:
+        """Seconds a run of this agent may last (the agent's own, else the default)."""
+        from django.conf import settings
+
+        chosen = self.deadline_seconds or settings.TOOLTRAIL_RUN_DEADLINE_SECONDS
+        return float(min(chosen, settings.TOOLTRAIL_RUN_DEADLINE_MAX_SECONDS))
 
 
 # Evaluation models live in agents.evals; imported here so Django registers them.

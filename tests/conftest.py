@@ -113,6 +113,8 @@ def stack(django_db_setup, django_db_blocker):
         "DJANGO_SETTINGS_MODULE": "tooltrail.settings",
         "DATABASE_URL": _database_url_for(name),
         "REDIS_URL": settings.REDIS_URL,
+        # The server signs and reads the test client's session cookies with this key.
+        "SECRET_KEY": settings.SECRET_KEY,
         "TOOLTRAIL_HEARTBEAT_SECONDS": "0.5",
         "TOOLTRAIL_STALE_AFTER_SECONDS": "4",
         "TOOLTRAIL_PYTHON_TOOLS": TEST_PYTHON_TOOLS,

@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import Q, QuerySet
 
-from .models import Step, Trace
+from .models import Step, StepBlob, Trace
 
 
 def trace_get_for_user(*, user, trace_id: uuid.UUID | str) -> Trace:
@@ -78,25 +78,34 @@ def model_call_conversation(*, step: Step) -> list[dict] | None:
         return None
     if not data.get("earlier_messages"):
         return messages
-    earlier_inputs = dict(
-        Step.objects.filter(
+    if not isinstance(data["earlier_messages"], int):
+        return None
+    earlier_inputs = {
+        seq: value if isinstance(value, dict) else {}  # capped or foreign: no pieces
+        for seq, value in Step.objects.filter(
             trace_id=step.trace_id, kind=Step.Kind.MODEL_CALL, seq__lt=step.seq
         ).values_list("seq", "input")
-    )
+    }
     pieces: list[list] = []
-    if data.get("earlier_from_step") in earlier_inputs:
+    if (
+        isinstance(data.get("earlier_from_step"), int)
+        and data["earlier_from_step"] in earlier_inputs
+    ):
         # Follow this conversation's own chain: a strategy may hold several
         # conversations in one trace (planner and caller, search branches).
         cursor = data["earlier_from_step"]
-        while cursor in earlier_inputs:
+        seen: set = set()
+        # Stored data may loop or hold anything: follow only numbers, each once.
+        while isinstance(cursor, int) and cursor in earlier_inputs and cursor not in seen:
+            seen.add(cursor)
             earlier = earlier_inputs[cursor] or {}
-            pieces.append(earlier.get("messages") or [])
+            messages_piece = earlier.get("messages")
+            pieces.append(messages_piece if isinstance(messages_piece, list) else [])
             cursor = earlier.get("earlier_from_step")
         pieces.reverse()
     else:
-        pieces = [
-            (earlier_inputs[seq] or {}).get("messages") or [] for seq in sorted(earlier_inputs)
-        ]
+        pieces = [earlier_inputs[seq].get("messages") or [] for seq in sorted(earlier_inputs)]
+        pieces = [piece if isinstance(piece, list) else [] for piece in pieces]
     conversation: list[dict] = [m for piece in pieces for m in piece]
     conversation = conversation[: data["earlier_messages"]]
     if len(conversation) != data["earlier_messages"]:
@@ -161,3 +170,8 @@ def tool_call_stats(
         "p50_ms": pct(0.5),
         "p95_ms": pct(0.95),
     }
+
+
+def step_blob_get(*, step: Step, field: str) -> StepBlob | None:
+    """The whole value of a step field that its row keeps only a preview of."""
+    return StepBlob.objects.filter(step=step, field=field).first()

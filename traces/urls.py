@@ -12,5 +12,10 @@ urlpatterns = [
     path("traces/tool-calls/", views.tool_calls_view, name="tool_calls"),
     path("api/traces/<uuid:trace_id>", views.api_trace, name="api_trace"),
     path("api/traces/<uuid:trace_id>/steps", views.api_trace_steps, name="api_trace_steps"),
+    path(
+        "api/traces/<uuid:trace_id>/steps/<int:seq>/full/<str:field>",
+        views.api_step_full,
+        name="api_step_full",
+    ),
     path("api/traces/<uuid:trace_id>/cancel", views.api_trace_cancel, name="api_trace_cancel"),
 ]

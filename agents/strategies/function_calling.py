@@ -9,13 +9,14 @@ tool call, tool result and error becomes a step, written through the traces serv
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from django.utils import timezone
 
 from agents.llm import ModelBackend, ModelReply
-from toolsapp.executors import ToolExecutionError
+from toolsapp.executors import ToolCancelled, ToolExecutionError
 from toolsapp.models import Tool
 from toolsapp.selectors import tool_openai_spec, tools_by_model_name
 from toolsapp.services import tool_execute
@@ -43,6 +44,7 @@ class FunctionCallingLoop:
         single_turn: bool = False,
         config: dict[str, Any] | None = None,
         role_backends: dict[str, ModelBackend] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         # config and role_backends are for strategies built on this loop (see their modules).
         self.config = config or {}
@@ -58,6 +60,9 @@ class FunctionCallingLoop:
         self.system_prompt = system_prompt
         self.max_steps = max_steps
         self.should_stop = should_stop
+        # Set (by the runner's watcher) when the run must stop: interrupts a tool call in
+        # progress (model calls: the runner wraps the backend).
+        self.cancel = cancel
 
     def _check_cancel(self) -> None:
         if self.should_stop():
@@ -165,6 +170,8 @@ class FunctionCallingLoop:
                 problem = exc
         if tool is None:
             problem = f"there is no tool named {call.name!r}"
+        if call.problem:
+            problem = f"this tool call cannot be run: {call.problem}"
         if problem is not None:
             step_record(
                 trace_id=self.trace_id,
@@ -199,7 +206,7 @@ class FunctionCallingLoop:
         )
 
         def error(name: str, message: str, started=None) -> str:
-            step_record(
+            error_step = step_record(
                 trace_id=self.trace_id,
                 kind=Step.Kind.ERROR,
                 name=name,
@@ -210,8 +217,11 @@ class FunctionCallingLoop:
                 started_at=started,
                 metadata=schema_meta,
             )
-            return json.dumps({"error": message})
+            # The message as stored: capped, with its "truncated" marker if it was cut.
+            return json.dumps({"error": error_step.error})
 
+        if call.problem:
+            return error("invalid_tool_call", f"this tool call cannot be run: {call.problem}")
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"
             return error(
@@ -221,12 +231,17 @@ class FunctionCallingLoop:
             return error("invalid_arguments", str(parse_error))
         started = timezone.now()
         try:
-            result = tool_execute(tool=tool, arguments=arguments)
+            result = tool_execute(tool=tool, arguments=arguments, cancel=self.cancel)
+        except ToolCancelled as exc:
+            # The run's cancel event stopped the call (a cancel, or the run's deadline):
+            # say which call was cut short, then end the run.
+            error("tool_cancelled", f"{call.name} was stopped: {exc}", started)
+            raise RunCancelled() from exc
         except ToolArgumentsError as exc:
             return error("invalid_arguments", str(exc), started)
         except ToolExecutionError as exc:
             return error("tool_error", f"{call.name} failed: {exc}", started)
-        step_record(
+        result_step = step_record(
             trace_id=self.trace_id,
             kind=Step.Kind.TOOL_RESULT,
             name=call.name,
@@ -237,4 +252,5 @@ class FunctionCallingLoop:
             started_at=started,
             ended_at=timezone.now(),
         )
-        return json.dumps(result, default=str)
+        # The model reads the result as stored: a big one capped, with its marker.
+        return json.dumps(result_step.output, default=str)
