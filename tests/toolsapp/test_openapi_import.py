@@ -350,6 +350,7 @@ def test_openapi_30_idioms_become_json_schema_2020_12():
 
 
 def test_the_command_fails_without_a_traceback(tmp_path):
+    import os
     import subprocess
     import sys
 
@@ -357,11 +358,15 @@ def test_the_command_fails_without_a_traceback(tmp_path):
     bad.write_text(
         "openapi: 3.0.0\ninfo: {title: x, version: '1'}\npaths: {/a: {get: {parameters: [{in: query}]}}}\n"
     )
+    # The spec is refused before any database is opened: a throw-away SQLite one is named.
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["TOOLTRAIL_VAR_DIR"] = str(tmp_path)
     done = subprocess.run(
         [sys.executable, "manage.py", "import_openapi", str(bad), "--name", "bad"],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     assert done.returncode == 1
     assert f"{bad} at /paths/~1a/get/parameters/0: a parameter needs a 'name'" in done.stderr
