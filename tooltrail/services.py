@@ -28,8 +28,15 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "traces.annotate",
         "traces.adjudicate",
         "traces.export",
+        "toolsapp.run_tool",
+        "toolsapp.import_tools",
     ],
-    "annotator": ["agents.run_agent", "traces.cancel_trace", "traces.annotate"],
+    "annotator": [
+        "agents.run_agent",
+        "traces.cancel_trace",
+        "traces.annotate",
+        "toolsapp.run_tool",
+    ],
     "viewer": [],
 }
 

@@ -256,6 +256,16 @@ TOOLTRAIL_ARTIFACTS_DIR = env_str("TOOLTRAIL_ARTIFACTS_DIR", str(VAR_DIR / "arti
 TOOLTRAIL_STEP_FIELD_MAX_BYTES = int(env_float("TOOLTRAIL_STEP_FIELD_MAX_BYTES", 256 * 1024))
 TOOLTRAIL_STEP_BLOB_MAX_BYTES = int(env_float("TOOLTRAIL_STEP_BLOB_MAX_BYTES", 16 * 1024 * 1024))
 
+# Tool registry. Python tools may only name functions matched here (fnmatch patterns
+# over "module:function"); nothing from user input is imported otherwise. Add more with
+# a comma-separated TOOLTRAIL_PYTHON_TOOLS.
+TOOLTRAIL_PYTHON_TOOLS = ["toolsapp.builtin:*"] + [
+    p.strip() for p in env_str("TOOLTRAIL_PYTHON_TOOLS").split(",") if p.strip()
+]
+TOOLTRAIL_OPENAPI_MAX_BYTES = int(env_float("TOOLTRAIL_OPENAPI_MAX_BYTES", 64 * 1024 * 1024))
+TOOLTRAIL_OPENAPI_MAX_OPERATIONS = int(env_float("TOOLTRAIL_OPENAPI_MAX_OPERATIONS", 25_000))
+TOOLTRAIL_HTTP_TOOL_MAX_BYTES = int(env_float("TOOLTRAIL_HTTP_TOOL_MAX_BYTES", 1024 * 1024))
+
 # The sandbox of `code` tools (toolsapp/sandbox.py): limits, and the paths it hides (the
 # app, its data and secrets, the virtualenv, homes, service state; more with
 # TOOLTRAIL_SANDBOX_HIDE="/a:/b").
