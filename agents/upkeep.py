@@ -26,6 +26,7 @@ def _upkeep_loop(hostname: str, queues: list[str]) -> None:
     from django.db import close_old_connections
 
     from agents.services import runs_requeue_lost
+    from agents.training.jobs import jobs_reap_stale
     from traces.services import traces_reap_stale
 
     client = redis.Redis.from_url(settings.REDIS_URL)
@@ -43,6 +44,8 @@ def _upkeep_loop(hostname: str, queues: list[str]) -> None:
             close_old_connections()
             for trace in traces_reap_stale():
                 logger.warning("reaped trace %s: %s", trace.id, trace.error)
+            for job in jobs_reap_stale():
+                logger.warning("reaped job %s: %s", job.id, job.error)
             for trace in runs_requeue_lost():
                 logger.warning("gave up on queued trace %s: %s", trace.id, trace.error)
         except Exception:  # noqa: BLE001

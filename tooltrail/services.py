@@ -23,11 +23,23 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     "admin": [
         "agents.run_agent",
         "agents.run_experiment",
+        "agents.run_job",
         "traces.cancel_trace",
         "traces.change_trace",
         "traces.delete_trace",
+        "traces.annotate",
+        "traces.adjudicate",
+        "traces.export",
+        "toolsapp.run_tool",
+        "toolsapp.import_tools",
     ],
-    "annotator": ["agents.run_agent", "traces.cancel_trace", "traces.change_trace"],
+    "annotator": [
+        "agents.run_agent",
+        "traces.cancel_trace",
+        "traces.change_trace",
+        "traces.annotate",
+        "toolsapp.run_tool",
+    ],
     "viewer": [],
 }
 

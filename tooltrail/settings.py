@@ -219,6 +219,7 @@ CELERY_TASK_ROUTES = {
     "agents.tasks.agent_run_task": {"queue": "agents"},
     "agents.tasks.experiment_tick_task": {"queue": "agents"},
     "agents.tasks.experiment_item_task": {"queue": "agents"},
+    "agents.tasks.job_run_task": {"queue": "gpu"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # An unacknowledged task (acks_late) goes back to the queue after this long: longer than
@@ -248,10 +249,22 @@ TOOLTRAIL_MODEL_REPLY_MAX_BYTES = int(env_float("TOOLTRAIL_MODEL_REPLY_MAX_BYTES
 TOOLTRAIL_WS_REAUTH_SECONDS = env_float("TOOLTRAIL_WS_REAUTH_SECONDS", 30.0)
 TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS = env_float("TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS", 600.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
+# Model artifacts made here (embedded SmolLM2, merge and fine-tune outputs).
+TOOLTRAIL_ARTIFACTS_DIR = env_str("TOOLTRAIL_ARTIFACTS_DIR", str(VAR_DIR / "artifacts"))
 # A step row keeps at most this many bytes of its input, output and error each; the
 # rest of a bigger value goes to a StepBlob (itself capped), read on demand.
 TOOLTRAIL_STEP_FIELD_MAX_BYTES = int(env_float("TOOLTRAIL_STEP_FIELD_MAX_BYTES", 256 * 1024))
 TOOLTRAIL_STEP_BLOB_MAX_BYTES = int(env_float("TOOLTRAIL_STEP_BLOB_MAX_BYTES", 16 * 1024 * 1024))
+
+# Tool registry. Python tools may only name functions matched here (fnmatch patterns
+# over "module:function"); nothing from user input is imported otherwise. Add more with
+# a comma-separated TOOLTRAIL_PYTHON_TOOLS.
+TOOLTRAIL_PYTHON_TOOLS = ["toolsapp.builtin:*"] + [
+    p.strip() for p in env_str("TOOLTRAIL_PYTHON_TOOLS").split(",") if p.strip()
+]
+TOOLTRAIL_OPENAPI_MAX_BYTES = int(env_float("TOOLTRAIL_OPENAPI_MAX_BYTES", 64 * 1024 * 1024))
+TOOLTRAIL_OPENAPI_MAX_OPERATIONS = int(env_float("TOOLTRAIL_OPENAPI_MAX_OPERATIONS", 25_000))
+TOOLTRAIL_HTTP_TOOL_MAX_BYTES = int(env_float("TOOLTRAIL_HTTP_TOOL_MAX_BYTES", 1024 * 1024))
 
 # The sandbox of `code` tools (toolsapp/sandbox.py): limits, and the paths it hides (the
 # app, its data and secrets, the virtualenv, homes, service state; more with

@@ -32,7 +32,7 @@ from tooltrail.services import api_token_authenticate
 from tooltrail.ws_auth import WsCredential, ws_credential_valid
 
 from .broadcast import TRACE_LIST_GROUP, trace_group
-from .events import CALL_ENDED, CALL_STARTED, STEP, TRACE
+from .events import CALL_ENDED, CALL_STARTED, LABEL, STEP, TRACE
 from .fanout import Batch, Event, hub_for
 from .models import Trace
 from .rendering import call_started_html, step_weight, steps_append_html
@@ -218,6 +218,9 @@ class TraceConsumer(_AuthenticatedConsumer):
                 await self.send(text_data=event.trace_json())
             else:
                 await self.send(text_data=event.trace_html("traces/_trace_status_oob.html"))
+        elif event.type == LABEL:
+            html, as_json = await event.label_frames()
+            await self.send(text_data=as_json if self.as_json else html)
         elif event.type in (CALL_STARTED, CALL_ENDED):
             await self.send(text_data=event.json() if self.as_json else event.html())
 

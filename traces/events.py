@@ -22,6 +22,7 @@ STEP = "step"
 TRACE = "trace"
 CALL_STARTED = "call.started"
 CALL_ENDED = "call.ended"
+LABEL = "label"
 
 # Which groups hear each event type, from the event itself.
 ROUTES: dict[str, Any] = {
@@ -29,6 +30,7 @@ ROUTES: dict[str, Any] = {
     TRACE: lambda event: [trace_group(event["trace"]), TRACE_LIST_GROUP],
     CALL_STARTED: lambda event: [trace_group(event["trace"])],
     CALL_ENDED: lambda event: [trace_group(event["trace"])],
+    LABEL: lambda event: [trace_group(event["trace"])],
 }
 
 
@@ -69,6 +71,12 @@ def call_event(
 # Transient events (calls in progress) wait this long at most for Redis: a run must
 # not slow down, or outlive a shutdown, for a display that is best effort anyway.
 TRANSIENT_SEND_TIMEOUT = 1.0
+
+
+def label_event(*, trace_id: uuid.UUID | str, step_seq: int | None) -> dict[str, Any]:
+    """The labels of a step (or of the trace, ``step_seq`` None) changed. Consumers read
+    the labels as committed (``traces.annotation_services.labels_frames``)."""
+    return {"type": LABEL, "trace": str(trace_id), "step_seq": step_seq}
 
 
 def event_send(event: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from django.template.loader import render_to_string
 
 from .broadcast import TRACE_LIST_GROUP, trace_group
-from .events import ROUTES, STEP, TRACE
+from .events import LABEL, ROUTES, STEP, TRACE
 from .models import Trace
 from .rendering import EVENT_HTML, trace_from_payload
 from .serializers import trace_payload
@@ -41,6 +41,7 @@ class Event:
         self._html: str | None = None
         self._json: str | None = None
         self._trace: Trace | None = None
+        self._labels: asyncio.Future | None = None
         self._trace_html: dict[tuple, str] = {}
 
     @classmethod
@@ -55,6 +56,10 @@ class Event:
                 type(data.get("seq")) is not int or data["step"].get("seq") != data["seq"]
             ):
                 raise ValueError("a step event without a whole-number seq")
+            if data["type"] == LABEL and not (
+                data.get("step_seq") is None or type(data.get("step_seq")) is int
+            ):
+                raise ValueError("a label event without a whole-number step_seq")
             return cls(data)
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             logger.warning("dropped a malformed event on %s: %s", group, exc)
@@ -69,6 +74,20 @@ class Event:
         if self._html is None:
             self._html = EVENT_HTML[self.type](self.data)
         return self._html
+
+    async def label_frames(self) -> tuple[str, str]:
+        """(HTML, JSON) of the labels the event names, read once per process."""
+        if self._labels is None:
+            from channels.db import database_sync_to_async
+
+            from .annotation_services import labels_frames
+
+            self._labels = asyncio.ensure_future(
+                database_sync_to_async(labels_frames)(
+                    trace_id=self.data["trace"], step_seq=self.data.get("step_seq")
+                )
+            )
+        return await self._labels
 
     def trace(self) -> Trace | None:
         """The trace as the event describes it (an unsaved, checked copy)."""
@@ -102,7 +121,8 @@ class Batch:
         seqs = [e.seq for e in events if e.seq is not None]
         # Sendable as one frame to a socket whose cursor is ``first - 1``: step numbers
         # run on without a gap, and nothing in it needs the database.
-        self.simple = all(e.type != TRACE for e in events) and (
+        # Trace and label events need more than the event (a check, a database read).
+        self.simple = all(e.type not in (TRACE, LABEL) for e in events) and (
             not seqs or seqs == list(range(seqs[0], seqs[0] + len(seqs)))
         )
         self.first = seqs[0] if seqs else None

@@ -231,3 +231,16 @@ class SavedFilter(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+from .annotation_models import (  # noqa: E402,F401 - Django finds the app's models here
+    Annotation,
+    AnnotationQueue,
+    AnnotationRevision,
+    ErrorCategory,
+    Export,
+    QueueAssignment,
+    QueueItem,
+    Suggestion,
+    Verdict,
+)

@@ -476,6 +476,65 @@ def trace_tool_calls(*, trace_id: uuid.UUID | str) -> list:
     return sorted(calls.values(), key=lambda c: c.seq)
 
 
+def tool_call_stats(
+    *, name: str, source: str = "", tool_id: int | None = None, limit: int = 50
+) -> dict:
+    """The latest calls of one tool, read from the steps: each call with its outcome and
+    latency, and over them the success rate and median/p95 latency.
+
+    Steps name tools by name (this app knows no tool model); our runner also stamps the
+    tool's id and source in the call's metadata, which is matched first. Calls recorded
+    without it (the SDK, OTLP, older runs) match by name alone.
+    """
+    qs = Step.objects.filter(kind=Step.Kind.TOOL_CALL)
+    stamped = (
+        Q(metadata__tool__id=tool_id)
+        if tool_id is not None
+        else Q(metadata__tool__name=name, metadata__tool__source=source)
+    )
+    qs = qs.filter(stamped | (Q(name=name) & ~Q(metadata__has_key="tool")))
+    calls = list(qs.select_related("trace").order_by("-created_at", "-id")[:limit])
+    outcomes = {
+        s.parent_id: s
+        for s in Step.objects.filter(
+            parent__in=calls, kind__in=[Step.Kind.TOOL_RESULT, Step.Kind.ERROR]
+        ).order_by("seq")
+    }
+    rows, latencies = [], []
+    for call in calls:
+        outcome = outcomes.get(call.id)
+        latency = None
+        if outcome is not None:
+            start = outcome.started_at or call.created_at
+            end = outcome.ended_at or outcome.created_at
+            latency = max(0.0, (end - start).total_seconds() * 1000)
+            latencies.append(latency)
+        rows.append(
+            {
+                "call": call,
+                "ok": None if outcome is None else outcome.kind == Step.Kind.TOOL_RESULT,
+                "error": outcome.error if outcome is not None else "",
+                "latency_ms": latency,
+            }
+        )
+    finished = [r for r in rows if r["ok"] is not None]
+    latencies.sort()
+
+    def pct(p: float) -> float | None:
+        if not latencies:
+            return None
+        return latencies[min(len(latencies) - 1, int(round(p * (len(latencies) - 1))))]
+
+    return {
+        "calls": rows,
+        "count": len(rows),
+        "succeeded": sum(1 for r in finished if r["ok"]),
+        "success_rate": (sum(1 for r in finished if r["ok"]) / len(finished) if finished else None),
+        "p50_ms": pct(0.5),
+        "p95_ms": pct(0.95),
+    }
+
+
 def step_blob_get(*, step: Step, field: str) -> StepBlob | None:
     """The whole value of a step field that its row keeps only a preview of."""
     return StepBlob.objects.filter(step=step, field=field).first()

@@ -30,6 +30,7 @@ from .selectors import (
     steps_after,
     steps_for_tree,
     steps_matching,
+    tool_call_stats,
     trace_filter_choices,
     trace_filters_parse,
     trace_get_for_user,
@@ -384,3 +385,19 @@ def api_trace_cancel(request: HttpRequest, trace_id) -> JsonResponse:
     except TraceError as exc:
         raise ApiError(str(exc), status=409) from exc
     return JsonResponse(trace_payload(trace), status=202)
+
+
+def tool_calls_view(request: HttpRequest) -> HttpResponse:
+    """The recent calls of one tool (``?name=&source=&tool=``), with success rate and
+    latency. The tool page loads the panel fragment; without JavaScript it links here.
+    It lives in traces because it reads steps: the tools app imports no other app."""
+    name = request.GET.get("name", "")
+    source = request.GET.get("source", "")
+    tool_id = request.GET.get("tool", "")
+    stats = tool_call_stats(
+        name=name, source=source, tool_id=int(tool_id) if tool_id.isdigit() else None
+    )
+    template = "traces/tool_calls.html"
+    if request.htmx:
+        template += "#panel"
+    return render(request, template, {"name": name, "source": source, "stats": stats})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .base import ModelBackend, ModelCancelled, ModelError, ModelReply, ToolCallRequest
+from .hf import HfBackend
 from .local import LocalBackend
 from .openai import OpenAIBackend
 from .scripted import ScriptedBackend
@@ -20,6 +21,7 @@ BACKENDS: dict[str, type] = {
     "openai": OpenAIBackend,
     "local": LocalBackend,
     "scripted": ScriptedBackend,
+    "hf": HfBackend,
 }
 
 

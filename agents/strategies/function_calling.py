@@ -18,6 +18,7 @@ from django.utils import timezone
 from agents.llm import ModelBackend, ModelReply, ToolCallRequest
 from toolsapp.executors import ToolCancelled, ToolExecutionError
 from toolsapp.models import Tool
+from toolsapp.selectors import tool_openai_spec, tools_by_model_name
 from toolsapp.services import tool_execute
 from toolsapp.validation import ToolArgumentsError, arguments_check, arguments_parse
 from traces.models import Step, Trace
@@ -52,8 +53,10 @@ class FunctionCallingLoop:
         self.single_turn = single_turn
         self.trace_id = trace_id
         self.backend = backend
-        self.tools = {t.name: t for t in tools}
-        self.tool_specs = [t.openai_spec() for t in tools]
+        # Keyed by the name the model sees (prefixed with the source where two tools
+        # share a name), so a call maps back to exactly one tool.
+        self.tools = tools_by_model_name(tools=tools)
+        self.tool_specs = [tool_openai_spec(tool=t, name=n) for n, t in self.tools.items()]
         self.system_prompt = system_prompt
         self.max_steps = max_steps
         self.should_stop = should_stop
@@ -154,6 +157,17 @@ class FunctionCallingLoop:
         """A strategy's chance to change a reply before its calls run (self-refinement)."""
         return reply
 
+    @staticmethod
+    def _schema_meta(tool: Tool | None) -> dict[str, Any] | None:
+        """A call step's metadata: the schema as it was at call time (the debugger shows
+        what was checked) and which tool the model-facing name stood for."""
+        if tool is None:
+            return None
+        meta: dict[str, Any] = {"schema": tool.parameters}
+        if isinstance(tool, Tool):  # (evaluations pass plain function specs)
+            meta["tool"] = {"id": tool.pk, "name": tool.name, "source": tool.source}
+        return meta
+
     def _record_call(self, call, model_step: Step) -> None:
         """Record a call without running it: the call step, and an error step when the
         arguments cannot be parsed or break the schema."""
@@ -164,7 +178,7 @@ class FunctionCallingLoop:
         else:
             problem = None
         tool = self.tools.get(call.name)
-        schema_meta = {"schema": tool.parameters} if tool else None
+        schema_meta = self._schema_meta(tool)
         call_step = step_record(
             trace_id=self.trace_id,
             kind=Step.Kind.TOOL_CALL,
@@ -205,7 +219,7 @@ class FunctionCallingLoop:
             arguments = call.arguments  # keep the raw text so the step shows what the model wrote
         tool = self.tools.get(call.name)
         # The schema as it was at call time, so the debugger shows what was checked.
-        schema_meta = {"schema": tool.parameters} if tool else None
+        schema_meta = self._schema_meta(tool)
         call_step = step_record(
             trace_id=self.trace_id,
             kind=Step.Kind.TOOL_CALL,
