@@ -19,7 +19,7 @@ from django.db.models import Q
 from agents.llm import ModelError, backend_for
 from agents.models import Agent
 from agents.strategies import STRATEGIES, RunCancelled
-from toolsapp.selectors import toolset_tools
+from toolsapp.selectors import run_tools
 from traces.models import Step, Trace
 from traces.services import TraceError, step_record, trace_finish, trace_heartbeat, trace_start
 
@@ -91,10 +91,15 @@ def trace_run(*, trace_id) -> Trace | None:
 
     with Heartbeat(trace_id):
         try:
+            # The whole toolset, or a retrieval over it for a large one (tool_search: only
+            # then is the keyword passed, so a strategy without search still runs small ones).
+            offered = run_tools(toolset=agent.toolset, query=trace.input)
+            search = {"tool_search": offered.search} if offered.search else {}
             strategy = STRATEGIES[agent.strategy](
                 trace_id=trace_id,
                 backend=backend_for(agent.endpoint),
-                tools=toolset_tools(toolset=agent.toolset),
+                tools=offered.tools,
+                **search,
                 system_prompt=agent.system_prompt,
                 max_steps=agent.max_steps,
                 should_stop=should_stop,

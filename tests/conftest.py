@@ -28,6 +28,12 @@ def _fast_heartbeats(settings):
     settings.TOOLTRAIL_HEARTBEAT_SECONDS = 0.5
 
 
+@pytest.fixture(autouse=True)
+def _private_tool_index(settings, tmp_path):
+    """Each test its own saved tool index (the embedding model stays loaded)."""
+    settings.TOOLTRAIL_TOOL_INDEX_PATH = tmp_path / "tool_index.npz"
+
+
 def _database_url_for(name: str) -> str:
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
@@ -105,6 +111,7 @@ def stack(django_db_setup, django_db_blocker):
         "REDIS_URL": settings.REDIS_URL,
         "TOOLTRAIL_HEARTBEAT_SECONDS": "0.5",
         "TOOLTRAIL_STALE_AFTER_SECONDS": "4",
+        "TOOLTRAIL_TOOL_INDEX_PATH": os.path.join(tempfile.mkdtemp(), "tool_index.npz"),
         "PYTHONUNBUFFERED": "1",
     }
     app.control.purge()  # messages left by an earlier, interrupted session

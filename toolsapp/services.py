@@ -10,7 +10,7 @@ from django.db import transaction
 
 from .builtin import BUILTIN_TOOLS
 from .executors import ToolExecutionError, executor_for
-from .models import Tool, Toolset
+from .models import Tool, ToolIndexChange, Toolset
 from .validation import arguments_check, schema_check
 
 
@@ -40,6 +40,25 @@ def builtin_tools_sync() -> list[Tool]:
     )
     toolset.tools.add(*tools)
     return tools
+
+
+# The change log is pruned as it grows; a process whose last-seen change was pruned
+# rebuilds from the table (re-embedding only changed text), so this only bounds its size.
+TOOL_INDEX_CHANGES_KEPT = 20_000
+
+
+def tool_index_mark(*, tool_ids: list[int]) -> None:
+    """Tell every process's retrieval index that these tools changed (were created,
+    updated, deactivated or deleted). Runs in the caller's transaction. Saving a ``Tool``
+    does this by itself (a signal); bulk writes that send no signals call it."""
+    if not tool_ids:
+        return
+    changes = ToolIndexChange.objects.bulk_create(
+        [ToolIndexChange(tool_id=tool_id) for tool_id in tool_ids]
+    )
+    last = changes[-1].pk
+    if last is not None and last % 1000 < len(tool_ids):
+        ToolIndexChange.objects.filter(pk__lte=last - TOOL_INDEX_CHANGES_KEPT).delete()
 
 
 def tool_call_check(*, tool: Tool, arguments: dict[str, Any]) -> None:

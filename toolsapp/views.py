@@ -6,15 +6,18 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from .models import Tool
-from .selectors import tool_list
+from .selectors import tool_list, tool_search_rank
+
+SEARCH_RESULTS = 50
 
 
 def tool_list_view(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "toolsapp/tool_list.html",
-        {"tools": tool_list(kind=request.GET.get("kind") or None)},
-    )
+    tools = tool_list(kind=request.GET.get("kind") or None)
+    # ?q= ranks the (filtered) tools by the retrieval index agents use, best first.
+    query = request.GET.get("q", "").strip()[:500]
+    if query:
+        tools = tool_search_rank(query=query, tools=tools, k=SEARCH_RESULTS)
+    return render(request, "toolsapp/tool_list.html", {"tools": tools, "q": query})
 
 
 def tool_detail_view(request: HttpRequest, name: str) -> HttpResponse:

@@ -186,6 +186,14 @@ TOOLTRAIL_HEARTBEAT_SECONDS = env_float("TOOLTRAIL_HEARTBEAT_SECONDS", 2.0)
 TOOLTRAIL_STALE_AFTER_SECONDS = env_float("TOOLTRAIL_STALE_AFTER_SECONDS", 30.0)
 TOOLTRAIL_TOOL_TIMEOUT_SECONDS = env_float("TOOLTRAIL_TOOL_TIMEOUT_SECONDS", 30.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
+# Tool retrieval (docs/tool-retrieval.md): an agent whose toolset has more active tools
+# than the threshold gets tool_search plus the top-k tools for its request (0: never).
+TOOLTRAIL_TOOL_SEARCH_THRESHOLD = int(env_float("TOOLTRAIL_TOOL_SEARCH_THRESHOLD", 30))
+TOOLTRAIL_TOOL_SEARCH_TOP_K = int(env_float("TOOLTRAIL_TOOL_SEARCH_TOP_K", 8))
+TOOLTRAIL_TOOL_SEARCH_METHOD = env_str("TOOLTRAIL_TOOL_SEARCH_METHOD", "hybrid")
+TOOLTRAIL_TOOL_INDEX_PATH = Path(
+    env_str("TOOLTRAIL_TOOL_INDEX_PATH", str(VAR_DIR / "tool_index.npz"))
+)
 
 LOGGING = {
     "version": 1,

@@ -18,6 +18,7 @@ from django.utils import timezone
 from agents.llm import ModelBackend, ModelError
 from toolsapp.executors import ToolExecutionError
 from toolsapp.models import Tool
+from toolsapp.retrieval.search import ToolSearch
 from toolsapp.services import tool_execute
 from toolsapp.validation import ToolArgumentsError, arguments_parse
 from traces.models import Step, Trace
@@ -45,14 +46,25 @@ class FunctionCallingLoop:
         system_prompt: str,
         max_steps: int,
         should_stop: Callable[[], bool],
+        tool_search: ToolSearch | None = None,
     ) -> None:
         self.trace_id = trace_id
         self.backend = backend
-        self.tools = {t.name: t for t in tools}
-        self.tool_specs = [t.openai_spec() for t in tools]
+        # With a large toolset the model starts with some tools and tool_search; what a
+        # search finds is offered from the next turn on.
+        self.tool_search = tool_search
+        self.tools: dict[str, Tool] = {}
+        self.tool_specs: list[dict[str, Any]] = []
+        self._offer([tool_search.tool, *tools] if tool_search else tools)
         self.system_prompt = system_prompt
         self.max_steps = max_steps
         self.should_stop = should_stop
+
+    def _offer(self, tools: list[Tool]) -> None:
+        for tool in tools:
+            if tool.name not in self.tools:
+                self.tools[tool.name] = tool
+                self.tool_specs.append(tool.openai_spec())
 
     def _check_cancel(self) -> None:
         if self.should_stop():
@@ -168,7 +180,11 @@ class FunctionCallingLoop:
             return error("invalid_arguments", str(parse_error))
         started = timezone.now()
         try:
-            result = tool_execute(tool=tool, arguments=arguments)
+            if self.tool_search is not None and tool is self.tool_search.tool:
+                result, found = self.tool_search.call(arguments)
+                self._offer(found)
+            else:
+                result = tool_execute(tool=tool, arguments=arguments)
         except ToolArgumentsError as exc:
             return error("invalid_arguments", str(exc), started)
         except ToolExecutionError as exc:

