@@ -6,11 +6,13 @@ per process); each test has its own saved index file (``_private_tool_index``).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 
 from toolsapp.models import Tool
 from toolsapp.retrieval import encoder
@@ -111,3 +113,13 @@ def test_a_search_limited_to_some_tools_returns_only_those():
     allowed = tools[5:10]
     found = tool_search_rank(query=tools[0].description, allowed=[t.pk for t in allowed], k=10)
     assert sorted(names(found)) == sorted(names(allowed))
+
+
+def test_the_sync_command_saves_an_index_a_restart_needs_not_rebuild():
+    seal_tools(5)
+    out = io.StringIO()
+    call_command("tool_index_sync", stdout=out)
+    assert json.loads(out.getvalue().splitlines()[-1])["tools"] == 5
+    restarted = CountingEmbedder()
+    index = ToolIndexStore(settings.TOOLTRAIL_TOOL_INDEX_PATH, embed=restarted).sync()
+    assert len(index) == 5 and restarted.texts == []
