@@ -105,6 +105,27 @@ def terms(text: str) -> list[str]:
     return out
 
 
+# A request often asks for several things, one sentence each ("Get a quote for ... After
+# that, create ... Finally, retrieve ..."), each a different tool.
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[A-Z])|\n+")
+MAX_REQUESTS = 8
+
+
+def requests(query: str) -> list[str]:
+    """The sentences of a query, each a request of its own (very short ones joined to the
+    one before). One sentence: just the query."""
+    parts: list[str] = []
+    for part in _SENTENCE_END.split(query):
+        part = part.strip()
+        if not part:
+            continue
+        if parts and len(part.split()) < 4:
+            parts[-1] = f"{parts[-1]} {part}"
+        else:
+            parts.append(part)
+    return parts[:MAX_REQUESTS] or [query]
+
+
 def parameters_text(parameters: dict[str, Any] | None) -> str:
     """The argument names and descriptions of a JSON Schema, one ``name: description``
     a line, in the schema's order."""
