@@ -8,8 +8,8 @@ numbered sources until there are ``--tools`` of them: each copy a distinct name
 its original. Queries are Seal-Tools' own requests (test and dev), each distinct, so
 no query embedding comes from the encoder's cache.
 
-Dense vectors: MiniLM embeds about 15-40 tool texts a second on this shared 2-core
-machine, so embedding 50,000 takes most of an hour. ``--embed sample`` (the default)
+Dense vectors: MiniLM embeds 3-40 tool texts a second on this shared 2-core
+machine (depending on its load), so embedding 50,000 takes one to several hours. ``--embed sample`` (the default)
 embeds ``--sample`` real tool texts, times it, extrapolates to all tools, and fills the
 index with those real vectors (tiled, with a little noise): the dense search does the
 same arithmetic on a matrix of the same shape. ``--embed all`` embeds every tool.
