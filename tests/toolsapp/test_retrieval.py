@@ -6,6 +6,7 @@ per process); each test has its own saved index file (``_private_tool_index``).
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from pathlib import Path
@@ -123,3 +124,32 @@ def test_the_sync_command_saves_an_index_a_restart_needs_not_rebuild():
     restarted = CountingEmbedder()
     index = ToolIndexStore(settings.TOOLTRAIL_TOOL_INDEX_PATH, embed=restarted).sync()
     assert len(index) == 5 and restarted.texts == []
+
+
+SPEC = {
+    "openapi": "3.0.3",
+    "info": {"title": "Tides", "version": "1"},
+    "paths": {
+        "/tides": {
+            "get": {
+                "operationId": "listTides",
+                "summary": "High and low tide times for a harbour",
+                "parameters": [{"name": "harbour", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "ok"}},
+            }
+        }
+    },
+}
+
+
+def test_tools_an_openapi_import_writes_in_bulk_are_found():
+    from toolsapp.services import tool_import_openapi
+
+    seal_tools(5)
+    tool_search_rank(query="tide", k=1)  # the index exists before the import
+    spec = copy.deepcopy(SPEC)
+    tool_import_openapi(name="tides", data=json.dumps(spec))
+    assert names(tool_search_rank(query="harbour tide times", k=1)) == ["listTides"]
+    spec["paths"]["/tides"]["get"]["summary"] = "Moon phases for a harbour"
+    tool_import_openapi(name="tides", data=json.dumps(spec))
+    assert names(tool_search_rank(query="moon phases", k=1, method="bm25")) == ["listTides"]
