@@ -249,6 +249,14 @@ TOOLTRAIL_MODEL_REPLY_MAX_BYTES = int(env_float("TOOLTRAIL_MODEL_REPLY_MAX_BYTES
 TOOLTRAIL_WS_REAUTH_SECONDS = env_float("TOOLTRAIL_WS_REAUTH_SECONDS", 30.0)
 TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS = env_float("TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS", 600.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
+# Tool retrieval (docs/tool-retrieval.md): an agent whose toolset has more active tools
+# than the threshold gets tool_search plus the top-k tools for its request (0: never).
+TOOLTRAIL_TOOL_SEARCH_THRESHOLD = int(env_float("TOOLTRAIL_TOOL_SEARCH_THRESHOLD", 30))
+TOOLTRAIL_TOOL_SEARCH_TOP_K = int(env_float("TOOLTRAIL_TOOL_SEARCH_TOP_K", 8))
+TOOLTRAIL_TOOL_SEARCH_METHOD = env_str("TOOLTRAIL_TOOL_SEARCH_METHOD", "hybrid")
+TOOLTRAIL_TOOL_INDEX_PATH = Path(
+    env_str("TOOLTRAIL_TOOL_INDEX_PATH", str(VAR_DIR / "tool_index.npz"))
+)
 # Model artifacts made here (embedded SmolLM2, merge and fine-tune outputs).
 TOOLTRAIL_ARTIFACTS_DIR = env_str("TOOLTRAIL_ARTIFACTS_DIR", str(VAR_DIR / "artifacts"))
 # A step row keeps at most this many bytes of its input, output and error each; the
