@@ -141,6 +141,7 @@ def start_worker(
     name: str | None = None,
     quiet: bool = False,
     logfile: str | None = None,
+    beat: bool = False,
 ) -> subprocess.Popen:
     args = [
         PYTHON,
@@ -164,6 +165,10 @@ def start_worker(
     ]
     if logfile:
         args += ["-f", logfile]
+    if beat:
+        # The embedded scheduler (one per deployment): trace upkeep and retention.
+        schedule = Path(env.get("TOOLTRAIL_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule"
+        args += ["-B", "-s", str(schedule)]
     out = subprocess.DEVNULL if quiet else None
     return _popen(args, env, stdout=out, stderr=out)
 
@@ -205,7 +210,9 @@ def up() -> int:
         manage("ensure_admin", env=env)
         procs: list[subprocess.Popen] = []
         try:
-            procs.append(start_worker(queues="agents", concurrency=2, env=env, name="agents@%h"))
+            procs.append(
+                start_worker(queues="agents", concurrency=2, env=env, name="agents@%h", beat=True)
+            )
             procs.append(start_worker(queues="gpu", concurrency=1, env=env, name="gpu@%h"))
             procs.append(start_daphne(port=port, env=env))
             print(

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 PUBLIC_PREFIXES = ("/accounts/login/", "/healthz", "/static/")
 # The API authenticates by bearer token in its views (tooltrail.api.api_view); here it
 # only has to carry one, so a view that forgot the decorator still fails closed.
-TOKEN_PREFIXES = ("/api/",)
+TOKEN_PREFIXES = ("/api/", "/v1/")
 
 
 class LoginRequiredEverywhereMiddleware:

@@ -187,6 +187,21 @@ TOOLTRAIL_STALE_AFTER_SECONDS = env_float("TOOLTRAIL_STALE_AFTER_SECONDS", 30.0)
 TOOLTRAIL_TOOL_TIMEOUT_SECONDS = env_float("TOOLTRAIL_TOOL_TIMEOUT_SECONDS", 30.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
 
+# --- Trace ingest (OTLP, SDK) and retention (docs/ingest.md) ---
+# An OTLP/HTTP request body over this many bytes (after gzip) is refused with 413.
+TOOLTRAIL_OTLP_MAX_BYTES = int(env_float("TOOLTRAIL_OTLP_MAX_BYTES", 16 * 1024 * 1024))
+# Ingest requests waiting in one server process beyond this get 503 + Retry-After.
+TOOLTRAIL_OTLP_MAX_PENDING = int(env_float("TOOLTRAIL_OTLP_MAX_PENDING", 16))
+# An ingested trace whose spans stopped coming this long ago is closed (finished).
+TOOLTRAIL_INGEST_IDLE_SECONDS = env_float("TOOLTRAIL_INGEST_IDLE_SECONDS", 60.0)
+# Finished traces older than this many days, or beyond the newest N, are deleted by
+# the Celery beat task traces.tasks.traces_upkeep_task (0 keeps them).
+TOOLTRAIL_RETENTION_DAYS = env_float("TOOLTRAIL_RETENTION_DAYS", 0)
+TOOLTRAIL_RETENTION_MAX_TRACES = int(env_float("TOOLTRAIL_RETENTION_MAX_TRACES", 0))
+CELERY_BEAT_SCHEDULE = {
+    "traces-upkeep": {"task": "traces.tasks.traces_upkeep_task", "schedule": 60.0},
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -9,16 +9,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.text import slugify
 
 from .broadcast import TRACE_LIST_GROUP, group_send_on_commit, trace_group
+from .ingest.mapping import StepRecord
 from .models import Step, Trace
 from .rendering import step_live_html, totals_oob_html
 
@@ -46,6 +49,9 @@ def step_payload(step: Step) -> dict[str, Any]:
         "duration_ms": step.duration_ms,
         "prompt_tokens": step.prompt_tokens,
         "completion_tokens": step.completion_tokens,
+        "span_id": step.span_id,
+        "parent_span_id": step.parent_span_id,
+        "attributes": step.metadata.get("attributes", {}),
     }
 
 
@@ -65,6 +71,8 @@ def trace_payload(trace: Trace) -> dict[str, Any]:
         "step_count": trace.step_count,
         "prompt_tokens": trace.prompt_tokens,
         "completion_tokens": trace.completion_tokens,
+        "source": trace.source,
+        "otel_trace_id": trace.otel_trace_id,
     }
 
 
@@ -127,6 +135,96 @@ def trace_start(*, trace_id: uuid.UUID | str, worker: str = "") -> Trace:
     return trace
 
 
+def _step_build(
+    *,
+    trace_id: uuid.UUID,
+    seq: int,
+    kind: str,
+    name: str = "",
+    input: Any = None,
+    output: Any = None,
+    error: str = "",
+    parent: Step | None = None,
+    tool_call_id: str = "",
+    span_id: str = "",
+    parent_span_id: str = "",
+    started_at: datetime | None = None,
+    ended_at: datetime | None = None,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    metadata: dict[str, Any] | None = None,
+    now: datetime,
+) -> Step:
+    """The unsaved step row: the one place a step's fields are checked and shaped,
+    for ``step_record`` and ``steps_record_bulk`` alike."""
+    if kind not in Step.Kind.values:
+        raise TraceError(f"unknown step kind {kind!r}")
+    meta = dict(metadata or {})
+    if parent is not None:
+        if parent.trace_id != trace_id:
+            raise TraceError("a step's parent must belong to the same trace")
+        meta["parent_seq"] = parent.seq
+    return Step(
+        trace_id=trace_id,
+        seq=seq,
+        parent=parent,
+        kind=kind,
+        name=name[:200],
+        input=input,
+        output=output,
+        error=error,
+        status=Step.Status.ERROR if (kind == Step.Kind.ERROR or error) else Step.Status.OK,
+        tool_call_id=tool_call_id[:100],
+        span_id=span_id[:16],
+        parent_span_id=parent_span_id[:16],
+        started_at=started_at or now,
+        ended_at=ended_at or now,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        metadata=meta,
+    )
+
+
+def _step_message(step: Step, *, trace: Trace, prompt_tokens: int, completion_tokens: int, now):
+    """The broadcast for a step that ends a write (one step, or the last of a batch):
+    a client one step behind appends it, one further behind fills the gap from the
+    database by its cursor."""
+    payload = step_payload(step)
+    # Both forms are finished text: every listening socket sends them as they are,
+    # rather than each decoding a nested payload and encoding its own JSON.
+    html = step_live_html(step) + totals_oob_html(
+        step_count=step.seq,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        duration_ms=(now - trace.started_at).total_seconds() * 1000 if trace.started_at else None,
+    )
+    message = {"type": "step.created", "seq": step.seq, "html": html}
+
+    def stamp() -> None:
+        # Stamped in the on-commit callback, so it is the moment the step became
+        # durable; the latency benchmark measures from here to the browser.
+        message["committed_at"] = time.time()
+        message["json"] = json.dumps(
+            {"type": "step", "step": payload, "committed_at": message["committed_at"]},
+            default=str,
+        )
+
+    transaction.on_commit(stamp)
+    group_send_on_commit(trace_group(trace.id), message)
+
+
+def _trace_lock_for_steps(trace_id: uuid.UUID | str) -> Trace:
+    trace = (
+        Trace.objects.select_for_update()
+        .only("id", "step_count", "status", "prompt_tokens", "completion_tokens", "started_at")
+        .get(pk=trace_id)
+    )
+    if trace.is_finished:
+        # The run ended elsewhere (cancelled, or reaped as lost): its record is closed.
+        raise TraceError(f"trace {trace.id} is already {trace.status}; it takes no more steps")
+    return trace
+
+
 def step_record(
     *,
     trace_id: uuid.UUID | str,
@@ -150,40 +248,28 @@ def step_record(
     """
     if kind not in Step.Kind.values:
         raise TraceError(f"unknown step kind {kind!r}")
-    status = Step.Status.ERROR if (kind == Step.Kind.ERROR or error) else Step.Status.OK
     now = timezone.now()
-    meta = dict(metadata or {})
     with transaction.atomic():
-        trace = (
-            Trace.objects.select_for_update()
-            .only("id", "step_count", "status", "prompt_tokens", "completion_tokens", "started_at")
-            .get(pk=trace_id)
-        )
-        if trace.is_finished:
-            # The run ended elsewhere (cancelled, or reaped as lost): its record is closed.
-            raise TraceError(f"trace {trace.id} is already {trace.status}; it takes no more steps")
-        if parent is not None:
-            if parent.trace_id != trace.id:
-                raise TraceError("a step's parent must belong to the same trace")
-            meta["parent_seq"] = parent.seq
+        trace = _trace_lock_for_steps(trace_id)
         seq = trace.step_count + 1
-        step = Step.objects.create(
+        step = _step_build(
             trace_id=trace.id,
             seq=seq,
-            parent=parent,
             kind=kind,
-            name=name[:200],
+            name=name,
             input=input,
             output=output,
             error=error,
-            status=status,
-            tool_call_id=tool_call_id[:100],
-            started_at=started_at or now,
-            ended_at=ended_at or now,
+            parent=parent,
+            tool_call_id=tool_call_id,
+            started_at=started_at,
+            ended_at=ended_at,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            metadata=meta,
+            metadata=metadata,
+            now=now,
         )
+        step.save(force_insert=True)
         Trace.objects.filter(pk=trace.id).update(
             step_count=seq,
             prompt_tokens=F("prompt_tokens") + prompt_tokens,
@@ -192,29 +278,146 @@ def step_record(
         )
     # The message is built after the lock is released (on SQLite, the database-wide
     # write lock); on_commit still waits for a caller's outer transaction, if any.
-    payload = step_payload(step)
-    # Both forms are finished text: every listening socket sends them as they are,
-    # rather than each decoding a nested payload and encoding its own JSON.
-    html = step_live_html(step) + totals_oob_html(
-        step_count=seq,
+    _step_message(
+        step,
+        trace=trace,
         prompt_tokens=trace.prompt_tokens + prompt_tokens,
         completion_tokens=trace.completion_tokens + completion_tokens,
-        duration_ms=(now - trace.started_at).total_seconds() * 1000 if trace.started_at else None,
+        now=now,
     )
-    message = {"type": "step.created", "seq": seq, "html": html}
-
-    def stamp() -> None:
-        # Stamped in the on-commit callback, so it is the moment the step became
-        # durable; the latency benchmark measures from here to the browser.
-        message["committed_at"] = time.time()
-        message["json"] = json.dumps(
-            {"type": "step", "step": payload, "committed_at": message["committed_at"]},
-            default=str,
-        )
-
-    transaction.on_commit(stamp)
-    group_send_on_commit(trace_group(trace.id), message)
     return step
+
+
+def _batch_order(records: Sequence[StepRecord]) -> list[tuple[StepRecord, int]]:
+    """Records with their depth inside the batch, parents before children (then by
+    start time): a child whose parent is in the same batch lands after it."""
+    by_span = {r.span_id: r for r in records}
+    depth: dict[str, int] = {}
+
+    def depth_of(record: StepRecord) -> int:
+        chain: list[str] = []
+        current = record.span_id
+        while current not in depth:
+            parent = by_span[current].parent_span_id
+            if parent not in by_span or parent == current or parent in chain:
+                depth[current] = 0  # a batch root (or a cycle, cut here)
+                break
+            chain.append(current)
+            current = parent
+        for span_id in reversed(chain):
+            depth[span_id] = depth[by_span[span_id].parent_span_id] + 1
+        return depth[record.span_id]
+
+    ordered = [(r, depth_of(r)) for r in records]
+    far_past = datetime.min.replace(tzinfo=UTC)
+    ordered.sort(key=lambda pair: (pair[1], pair[0].started_at or far_past))
+    return ordered
+
+
+def steps_record_bulk(*, trace_id: uuid.UUID | str, records: Sequence[StepRecord]) -> list[Step]:
+    """Append many steps to a trace in one transaction: bulk inserts, one broadcast.
+
+    The same rules as ``step_record`` (fields shaped by ``_step_build``, sequence numbers
+    taken under the trace's row lock, totals and heartbeat moved, broadcast after
+    commit), for steps that name their parent by span id. A span id the trace already
+    holds is skipped (an exporter retrying a batch), so sending twice is harmless. A
+    parent found neither in the trace nor in the batch is resolved when it arrives:
+    its waiting children are attached to it then. Returns the new steps in seq order.
+    """
+    for record in records:
+        if record.kind not in Step.Kind.values:
+            raise TraceError(f"unknown step kind {record.kind!r}")
+    now = timezone.now()
+    with transaction.atomic():
+        trace = _trace_lock_for_steps(trace_id)
+        wanted: dict[str, StepRecord] = {}
+        for record in records:
+            wanted.setdefault(record.span_id, record)
+        known = set(
+            Step.objects.filter(trace_id=trace.id, span_id__in=list(wanted)).values_list(
+                "span_id", flat=True
+            )
+        )
+        fresh = [r for span_id, r in wanted.items() if span_id not in known]
+        if not fresh:
+            return []
+        outside = {r.parent_span_id for r in fresh if r.parent_span_id} - {r.span_id for r in fresh}
+        parents: dict[str, Step] = {
+            p.span_id: p
+            for p in Step.objects.filter(trace_id=trace.id, span_id__in=list(outside)).only(
+                "id", "trace_id", "seq", "span_id"
+            )
+        }
+        seq = trace.step_count
+        created: list[Step] = []
+        levels: dict[int, list[Step]] = {}
+        for record, level in _batch_order(fresh):
+            seq += 1
+            # In-batch parents get their primary key one level earlier (below).
+            step = _step_build(
+                trace_id=trace.id,
+                seq=seq,
+                kind=record.kind,
+                name=record.name,
+                input=record.input,
+                output=record.output,
+                error=record.error,
+                parent=parents.get(record.parent_span_id) if level == 0 else None,
+                tool_call_id=record.tool_call_id,
+                span_id=record.span_id,
+                parent_span_id=record.parent_span_id,
+                started_at=record.started_at,
+                ended_at=record.ended_at,
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                metadata=record.metadata,
+                now=now,
+            )
+            levels.setdefault(level, []).append(step)
+            created.append(step)
+        by_span: dict[str, Step] = {}
+        for level in sorted(levels):
+            for step in levels[level]:
+                if level:
+                    parent = by_span[step.parent_span_id]
+                    step.parent = parent
+                    step.metadata["parent_seq"] = parent.seq
+            Step.objects.bulk_create(levels[level])
+            by_span.update({s.span_id: s for s in levels[level]})
+        # Children that came first, waiting for one of these parents.
+        orphans = list(
+            Step.objects.filter(
+                trace_id=trace.id, parent__isnull=True, parent_span_id__in=list(by_span)
+            )
+            .exclude(pk__in=[s.pk for s in created])
+            .only("id", "metadata", "parent_span_id")
+        )
+        for orphan in orphans:
+            orphan.parent = by_span[orphan.parent_span_id]
+            orphan.metadata["parent_seq"] = orphan.parent.seq
+        if orphans:
+            Step.objects.bulk_update(orphans, ["parent", "metadata"])
+        prompt = sum(s.prompt_tokens for s in created)
+        completion = sum(s.completion_tokens for s in created)
+        earliest = min(s.started_at for s in created)
+        changes: dict[str, Any] = {
+            "step_count": seq,
+            "prompt_tokens": F("prompt_tokens") + prompt,
+            "completion_tokens": F("completion_tokens") + completion,
+            "heartbeat_at": now,
+        }
+        if trace.started_at is None or earliest < trace.started_at:
+            changes["started_at"] = trace.started_at = earliest
+        Trace.objects.filter(pk=trace.id).update(**changes)
+    created.sort(key=lambda s: s.seq)
+    _step_message(
+        created[-1],
+        trace=trace,
+        prompt_tokens=trace.prompt_tokens + prompt,
+        completion_tokens=trace.completion_tokens + completion,
+        now=now,
+    )
+    return created
 
 
 def trace_heartbeat(*, trace_id: uuid.UUID | str) -> None:
@@ -274,8 +477,10 @@ def traces_reap_stale(*, stale_after: float | None = None) -> list[Trace]:
     seconds = settings.TOOLTRAIL_STALE_AFTER_SECONDS if stale_after is None else stale_after
     cutoff = timezone.now() - timedelta(seconds=seconds)
     reaped = []
+    # Ingested traces have no worker: they close when their spans stop coming
+    # (traces_close_idle_ingested).
     for trace_id in Trace.objects.filter(
-        status=Trace.Status.RUNNING, heartbeat_at__lt=cutoff
+        status=Trace.Status.RUNNING, heartbeat_at__lt=cutoff, source=Trace.Source.RUNNER
     ).values_list("id", flat=True):
         with transaction.atomic():
             trace = Trace.objects.select_for_update().get(pk=trace_id)
@@ -292,3 +497,251 @@ def traces_reap_stale(*, stale_after: float | None = None) -> list[Trace]:
                 )
             )
     return reaped
+
+
+# --- ingested traces (OTLP, the SDK) --------------------------------------------------
+
+INGESTED_SOURCES = (Trace.Source.OTLP, Trace.Source.SDK)
+
+
+def _text_of(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _ingested_trace_for(
+    *, otel_trace_id: str, records: Sequence[StepRecord], user, source: str
+) -> Trace:
+    """The trace that collects this OTLP trace id's spans, created on its first span
+    and reopened (running again) if it had been closed as idle."""
+    trace = Trace.objects.filter(otel_trace_id=otel_trace_id, source__in=INGESTED_SOURCES).first()
+    if trace is None:
+        first = min(records, key=lambda r: (bool(r.parent_span_id), r.started_at or timezone.now()))
+        try:
+            with transaction.atomic():  # a savepoint: another request may win the race
+                trace = Trace.objects.create(
+                    name=(first.name or otel_trace_id)[:200],
+                    agent_slug=slugify(first.service_name)[:100],
+                    source=source,
+                    status=Trace.Status.RUNNING,
+                    started_at=first.started_at or timezone.now(),
+                    heartbeat_at=timezone.now(),
+                    created_by=user,
+                    otel_trace_id=otel_trace_id,
+                    metadata={"service_name": first.service_name} if first.service_name else {},
+                )
+        except IntegrityError:
+            return Trace.objects.get(otel_trace_id=otel_trace_id, source__in=INGESTED_SOURCES)
+        _trace_broadcast(trace, created=True)
+    elif trace.is_finished:
+        trace.status = Trace.Status.RUNNING
+        trace.ended_at = None
+        trace.save(update_fields=["status", "ended_at"])
+        _trace_broadcast(trace)
+    return trace
+
+
+def _trace_take_root(*, trace: Trace, root: StepRecord) -> None:
+    """The root span names the trace and gives it its input, output and error."""
+    trace.name = (root.metadata.get("attributes", {}).get("gen_ai.agent.name") or root.name)[:200]
+    trace.input = _text_of(root.input)
+    trace.output = _text_of(root.output)
+    trace.error = root.error
+    trace.save(update_fields=["name", "input", "output", "error"])
+
+
+def spans_ingest(
+    *, records: Sequence[StepRecord], user=None, source: str = Trace.Source.OTLP
+) -> int:
+    """Save decoded spans, whatever traces they belong to, in one transaction: each OTLP
+    trace id gets (or already has) a running trace, its spans are appended with
+    ``steps_record_bulk``. Returns how many new steps were saved (spans sent before are
+    skipped). Raises TraceError, with nothing saved, if any record is unusable."""
+    by_trace: dict[str, list[StepRecord]] = {}
+    for record in records:
+        by_trace.setdefault(record.otel_trace_id, []).append(record)
+    saved = 0
+    with transaction.atomic():
+        for otel_trace_id, group in by_trace.items():
+            trace = _ingested_trace_for(
+                otel_trace_id=otel_trace_id, records=group, user=user, source=source
+            )
+            saved += len(steps_record_bulk(trace_id=trace.id, records=group))
+            root = next((r for r in group if not r.parent_span_id), None)
+            if root is not None:
+                _trace_take_root(trace=trace, root=root)
+            if any(r.metadata.get("attributes", {}).get("tooltrail.trace.final") for r in group):
+                # The SDK marks its outermost span: the trace is complete when it lands.
+                trace_finish(
+                    trace_id=trace.id,
+                    status=Trace.Status.FAILED if trace.error else Trace.Status.SUCCEEDED,
+                    output=trace.output,
+                    error=trace.error,
+                )
+    return saved
+
+
+def traces_close_idle_ingested(*, idle_after: float | None = None) -> list[Trace]:
+    """Finish ingested traces whose spans stopped coming ``idle_after`` seconds ago:
+    failed if their root span failed, else succeeded. A span arriving later opens the
+    trace again."""
+    seconds = settings.TOOLTRAIL_INGEST_IDLE_SECONDS if idle_after is None else idle_after
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    closed = []
+    for trace in Trace.objects.filter(
+        status=Trace.Status.RUNNING, source__in=INGESTED_SOURCES, heartbeat_at__lt=cutoff
+    ).only("id", "error"):
+        closed.append(
+            trace_finish(
+                trace_id=trace.id,
+                status=Trace.Status.FAILED if trace.error else Trace.Status.SUCCEEDED,
+                error=trace.error,
+            )
+        )
+    return closed
+
+
+# --- retention --------------------------------------------------------------------------
+
+
+def traces_apply_retention(
+    *, max_age_days: float | None = None, max_count: int | None = None
+) -> int:
+    """Delete finished traces older than ``max_age_days`` and, beyond the newest
+    ``max_count``, the older ones (settings TOOLTRAIL_RETENTION_DAYS and
+    TOOLTRAIL_RETENTION_MAX_TRACES; 0 keeps everything). Running traces are never
+    deleted. Returns how many traces were deleted."""
+    days = settings.TOOLTRAIL_RETENTION_DAYS if max_age_days is None else max_age_days
+    count = settings.TOOLTRAIL_RETENTION_MAX_TRACES if max_count is None else max_count
+    finished = Trace.objects.filter(status__in=Trace.FINISHED)
+    doomed: set = set()
+    if days:
+        cutoff = timezone.now() - timedelta(days=days)
+        doomed.update(finished.filter(created_at__lt=cutoff).values_list("id", flat=True))
+    if count:
+        keep = Trace.objects.order_by("-created_at", "-id").values_list("id", flat=True)[:count]
+        doomed.update(finished.exclude(id__in=list(keep)).values_list("id", flat=True))
+    deleted = 0
+    ids = list(doomed)
+    for start in range(0, len(ids), 500):
+        with transaction.atomic():
+            deleted += (
+                Trace.objects.filter(id__in=ids[start : start + 500])
+                .delete()[1]
+                .get("traces.Trace", 0)
+            )
+    return deleted
+
+
+# --- import -------------------------------------------------------------------------------
+
+
+def _parse_time(value: Any, *, what: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise TraceError(f"{what} {value!r} is not an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def check_trace_import(*, data: Any) -> None:
+    """Raise TraceError, saying what is wrong, unless ``data`` is a Tooltrail trace
+    export (format ``tooltrail.trace`` version 1) that can be imported here."""
+    from .transfer import FORMAT, VERSION
+
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise TraceError(f"not a Tooltrail trace export (format must be {FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise TraceError(f"unsupported version {data.get('version')!r}; this reads {VERSION}")
+    trace, steps = data.get("trace"), data.get("steps")
+    if not isinstance(trace, dict) or not isinstance(steps, list):
+        raise TraceError("the export needs a 'trace' object and a 'steps' list")
+    try:
+        trace_id = uuid.UUID(str(trace.get("id")))
+    except ValueError:
+        raise TraceError(f"trace id {trace.get('id')!r} is not a UUID") from None
+    if Trace.objects.filter(pk=trace_id).exists():
+        raise TraceError(f"trace {trace_id} already exists here; delete it first")
+    if trace.get("status") not in Trace.Status.values:
+        raise TraceError(f"unknown trace status {trace.get('status')!r}")
+    seqs = set()
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict):
+            raise TraceError(f"step {index} is not an object")
+        seq = step.get("seq")
+        if not isinstance(seq, int) or seq < 1 or seq in seqs:
+            raise TraceError(f"step {index}: seq must be a positive integer, unique in the trace")
+        seqs.add(seq)
+        if step.get("kind") not in Step.Kind.values:
+            raise TraceError(f"step {seq}: unknown kind {step.get('kind')!r}")
+        if step.get("status", "ok") not in Step.Status.values:
+            raise TraceError(f"step {seq}: unknown status {step.get('status')!r}")
+    for step in steps:
+        if step.get("parent_seq") is not None and step["parent_seq"] not in seqs:
+            raise TraceError(f"step {step['seq']}: parent step {step['parent_seq']} is missing")
+
+
+def trace_import(*, data: dict[str, Any], user=None) -> Trace:
+    """Recreate an exported trace exactly (same id, sequence numbers, tree, times and
+    metadata); the importing user becomes its creator.
+
+    A finished record is restored whole rather than appended step by step, so this
+    keeps the exported sequence numbers instead of taking new ones; rows are still
+    shaped by ``_step_build``. Raises TraceError (nothing written) when the data is
+    not an importable export (``check_trace_import``).
+    """
+    from .transfer import STEP_TIMES, TRACE_FIELDS, TRACE_TIMES
+
+    check_trace_import(data=data)
+    info = data["trace"]
+    now = timezone.now()
+    with transaction.atomic():
+        trace = Trace.objects.create(
+            id=uuid.UUID(str(info["id"])),
+            created_by=user,
+            **{f: info[f] for f in TRACE_FIELDS if f in info and info[f] is not None},
+            **{f: _parse_time(info.get(f), what=f) for f in TRACE_TIMES[1:]},
+        )
+        created_at = _parse_time(info.get("created_at"), what="created_at")
+        if created_at:
+            Trace.objects.filter(pk=trace.id).update(created_at=created_at)
+            trace.created_at = created_at
+        rows: dict[int, Step] = {}
+        pending = sorted(data["steps"], key=lambda s: s["seq"])
+        # Parents are saved before their children (a child may precede its parent in
+        # seq order when spans arrived out of order).
+        while pending:
+            ready = [s for s in pending if s.get("parent_seq") is None or s["parent_seq"] in rows]
+            if not ready:
+                raise TraceError("the steps' parents form a cycle")
+            batch = []
+            for s in ready:
+                step = _step_build(
+                    trace_id=trace.id,
+                    seq=s["seq"],
+                    kind=s["kind"],
+                    name=s.get("name") or "",
+                    input=s.get("input"),
+                    output=s.get("output"),
+                    error=s.get("error") or "",
+                    parent=rows.get(s.get("parent_seq")),
+                    tool_call_id=s.get("tool_call_id") or "",
+                    span_id=s.get("span_id") or "",
+                    parent_span_id=s.get("parent_span_id") or "",
+                    prompt_tokens=s.get("prompt_tokens") or 0,
+                    completion_tokens=s.get("completion_tokens") or 0,
+                    metadata=s.get("metadata") or {},
+                    now=now,
+                    **{f: _parse_time(s.get(f), what=f"step {s['seq']} {f}") for f in STEP_TIMES},
+                )
+                step.status = s.get("status") or step.status
+                batch.append(step)
+            Step.objects.bulk_create(batch)
+            rows.update({s.seq: s for s in batch})
+            taken = {id(s) for s in ready}
+            pending = [s for s in pending if id(s) not in taken]
+        _trace_broadcast(trace, created=True)
+    return trace
