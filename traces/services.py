@@ -289,8 +289,8 @@ def step_record(
 
 
 def _batch_order(records: Sequence[StepRecord]) -> list[tuple[StepRecord, int]]:
-    """Records with their depth inside the batch, parents before children (then by
-    start time): a child whose parent is in the same batch lands after it."""
+    """Records with their depth inside the batch, in start-time order except that a
+    parent in the same batch always comes before its children."""
     by_span = {r.span_id: r for r in records}
     depth: dict[str, int] = {}
 
@@ -308,9 +308,22 @@ def _batch_order(records: Sequence[StepRecord]) -> list[tuple[StepRecord, int]]:
             depth[span_id] = depth[by_span[span_id].parent_span_id] + 1
         return depth[record.span_id]
 
-    ordered = [(r, depth_of(r)) for r in records]
     far_past = datetime.min.replace(tzinfo=UTC)
-    ordered.sort(key=lambda pair: (pair[1], pair[0].started_at or far_past))
+    by_start = sorted(
+        enumerate(records), key=lambda pair: (pair[1].started_at or far_past, pair[0])
+    )
+    ordered: list[tuple[StepRecord, int]] = []
+    emitted: set[str] = set()
+    for _, record in by_start:
+        # Emit any not-yet-emitted ancestors in the batch first, outermost first.
+        chain: list[StepRecord] = []
+        node: StepRecord | None = record
+        while node is not None and node.span_id not in emitted:
+            chain.append(node)
+            emitted.add(node.span_id)
+            # Depth 0 is a batch root (its parent, if any, is elsewhere).
+            node = by_span[node.parent_span_id] if depth_of(node) else None
+        ordered.extend((r, depth_of(r)) for r in reversed(chain))
     return ordered
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from typing import Any
 
+from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -140,3 +142,15 @@ def genai_agent_spans(trace_id: bytes) -> list[Span]:
             },
         ),
     ]
+
+
+def to_otlp_json(req: ExportTraceServiceRequest) -> dict:
+    """The request in OTLP/JSON: protobuf's JSON mapping with hex ids."""
+    data = json_format.MessageToDict(req)
+    for rs in data.get("resourceSpans", []):
+        for ss in rs.get("scopeSpans", []):
+            for s in ss.get("spans", []):
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in s:
+                        s[key] = base64.b64decode(s[key]).hex()
+    return data
