@@ -515,6 +515,7 @@ def traces_reap_stale(*, stale_after: float | None = None) -> list[Trace]:
 # --- ingested traces (OTLP, the SDK) --------------------------------------------------
 
 INGESTED_SOURCES = (Trace.Source.OTLP, Trace.Source.SDK)
+SDK_NAME = "tooltrail-sdk"  # telemetry.sdk.name of spans sent by sdk/tooltrail_sdk
 
 
 def _text_of(value: Any) -> str:
@@ -577,8 +578,14 @@ def spans_ingest(
     saved = 0
     with transaction.atomic():
         for otel_trace_id, group in by_trace.items():
+            resource = group[0].metadata.get("otel", {}).get("resource", {})
             trace = _ingested_trace_for(
-                otel_trace_id=otel_trace_id, records=group, user=user, source=source
+                otel_trace_id=otel_trace_id,
+                records=group,
+                user=user,
+                source=Trace.Source.SDK
+                if resource.get("telemetry.sdk.name") == SDK_NAME
+                else source,
             )
             saved += len(steps_record_bulk(trace_id=trace.id, records=group))
             root = next((r for r in group if not r.parent_span_id), None)

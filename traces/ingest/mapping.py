@@ -121,10 +121,15 @@ def _time(nanos: int) -> datetime | None:
 
 
 def _json_or_text(value: Any) -> Any:
-    """Arguments and results usually come as JSON text: decode it when it is."""
+    """Arguments and results usually come as JSON text (GenAI conventions serialize
+    them): decode it when it is, numbers included."""
     if isinstance(value, str):
         text = value.strip()
-        if text[:1] in ("{", "[", '"') or text in ("true", "false", "null"):
+        if (
+            text[:1] in ("{", "[", '"', "-")
+            or text[:1].isdigit()
+            or text in ("true", "false", "null")
+        ):
             try:
                 return json.loads(text)
             except ValueError:
