@@ -25,6 +25,8 @@ from .ingest.mapping import StepRecord
 from .models import Step, Trace
 from .rendering import step_live_html, totals_oob_html
 
+_STEP_KINDS = frozenset(Step.Kind.values)
+
 
 class TraceError(Exception):
     """A trace cannot take this change (finished, unknown parent, …)."""
@@ -157,7 +159,7 @@ def _step_build(
 ) -> Step:
     """The unsaved step row: the one place a step's fields are checked and shaped,
     for ``step_record`` and ``steps_record_bulk`` alike."""
-    if kind not in Step.Kind.values:
+    if kind not in _STEP_KINDS:
         raise TraceError(f"unknown step kind {kind!r}")
     meta = dict(metadata or {})
     if parent is not None:
@@ -246,7 +248,7 @@ def step_record(
     The sequence number is taken under the trace's row lock, so concurrent writers
     never share one. The trace's step count, token totals and heartbeat move with it.
     """
-    if kind not in Step.Kind.values:
+    if kind not in _STEP_KINDS:
         raise TraceError(f"unknown step kind {kind!r}")
     now = timezone.now()
     with transaction.atomic():
@@ -338,7 +340,7 @@ def steps_record_bulk(*, trace_id: uuid.UUID | str, records: Sequence[StepRecord
     its waiting children are attached to it then. Returns the new steps in seq order.
     """
     for record in records:
-        if record.kind not in Step.Kind.values:
+        if record.kind not in _STEP_KINDS:
             raise TraceError(f"unknown step kind {record.kind!r}")
     now = timezone.now()
     with transaction.atomic():
@@ -346,21 +348,32 @@ def steps_record_bulk(*, trace_id: uuid.UUID | str, records: Sequence[StepRecord
         wanted: dict[str, StepRecord] = {}
         for record in records:
             wanted.setdefault(record.span_id, record)
-        known = set(
-            Step.objects.filter(trace_id=trace.id, span_id__in=list(wanted)).values_list(
-                "span_id", flat=True
+        # A trace with no steps yet has nothing to skip, link to or attach (its first
+        # batch, the usual case): three queries fewer.
+        has_steps = trace.step_count > 0
+        known = (
+            set(
+                Step.objects.filter(trace_id=trace.id, span_id__in=list(wanted)).values_list(
+                    "span_id", flat=True
+                )
             )
+            if has_steps
+            else set()
         )
         fresh = [r for span_id, r in wanted.items() if span_id not in known]
         if not fresh:
             return []
         outside = {r.parent_span_id for r in fresh if r.parent_span_id} - {r.span_id for r in fresh}
-        parents: dict[str, Step] = {
-            p.span_id: p
-            for p in Step.objects.filter(trace_id=trace.id, span_id__in=list(outside)).only(
-                "id", "trace_id", "seq", "span_id"
-            )
-        }
+        parents: dict[str, Step] = (
+            {
+                p.span_id: p
+                for p in Step.objects.filter(trace_id=trace.id, span_id__in=list(outside)).only(
+                    "id", "trace_id", "seq", "span_id"
+                )
+            }
+            if has_steps and outside
+            else {}
+        )
         seq = trace.step_count
         created: list[Step] = []
         levels: dict[int, list[Step]] = {}
@@ -398,12 +411,17 @@ def steps_record_bulk(*, trace_id: uuid.UUID | str, records: Sequence[StepRecord
             Step.objects.bulk_create(levels[level])
             by_span.update({s.span_id: s for s in levels[level]})
         # Children that came first, waiting for one of these parents.
-        orphans = list(
-            Step.objects.filter(
-                trace_id=trace.id, parent__isnull=True, parent_span_id__in=list(by_span)
+        orphans = (
+            list(
+                Step.objects.filter(
+                    trace_id=trace.id,
+                    parent__isnull=True,
+                    parent_span_id__in=list(by_span),
+                    seq__lte=trace.step_count,
+                ).only("id", "metadata", "parent_span_id")
             )
-            .exclude(pk__in=[s.pk for s in created])
-            .only("id", "metadata", "parent_span_id")
+            if has_steps
+            else []
         )
         for orphan in orphans:
             orphan.parent = by_span[orphan.parent_span_id]
@@ -525,11 +543,10 @@ def _text_of(value: Any) -> str:
 
 
 def _ingested_trace_for(
-    *, otel_trace_id: str, records: Sequence[StepRecord], user, source: str
+    *, trace: Trace | None, otel_trace_id: str, records: Sequence[StepRecord], user, source: str
 ) -> Trace:
     """The trace that collects this OTLP trace id's spans, created on its first span
     and reopened (running again) if it had been closed as idle."""
-    trace = Trace.objects.filter(otel_trace_id=otel_trace_id, source__in=INGESTED_SOURCES).first()
     if trace is None:
         first = min(records, key=lambda r: (bool(r.parent_span_id), r.started_at or timezone.now()))
         try:
@@ -577,9 +594,16 @@ def spans_ingest(
         by_trace.setdefault(record.otel_trace_id, []).append(record)
     saved = 0
     with transaction.atomic():
+        existing = {
+            t.otel_trace_id: t
+            for t in Trace.objects.filter(
+                otel_trace_id__in=list(by_trace), source__in=INGESTED_SOURCES
+            )
+        }
         for otel_trace_id, group in by_trace.items():
             resource = group[0].metadata.get("otel", {}).get("resource", {})
             trace = _ingested_trace_for(
+                trace=existing.get(otel_trace_id),
                 otel_trace_id=otel_trace_id,
                 records=group,
                 user=user,
