@@ -30,7 +30,9 @@ def value_json(value: Any) -> dict[str, Any]:
 
 
 def attributes_json(attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": key, "value": value_json(value)} for key, value in attrs.items()]
+    """Sorted by key: attribute order means nothing in OTLP, and PostgreSQL's jsonb does
+    not keep it, so the same trace exports the same on every database."""
+    return [{"key": key, "value": value_json(attrs[key])} for key in sorted(attrs)]
 
 
 def span_json(

@@ -205,3 +205,34 @@ def test_a_process_with_too_many_uploads_in_hand_answers_503_retry_after(setting
     assert sent[0][0]["status"] == 200
     assert sent[1][0]["status"] == 503
     assert (b"retry-after", b"2") in sent[1][0]["headers"]
+
+
+def test_a_batch_of_spans_is_saved_in_one_go_with_one_live_broadcast(
+    client, token, django_capture_on_commit_callbacks
+):
+    tid, root = new_trace_id(), new_span_id()
+    send(client, request(span("root", trace_id=tid, span_id=root)), token)
+    children = [span(f"child {i}", trace_id=tid, parent=root, start=i) for i in range(30)]
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert send(client, request(*children), token).status_code == 200
+    # One step message (its timestamp, then the send), not one per span.
+    assert len(callbacks) == 2
+    trace = Trace.objects.get(otel_trace_id=tid.hex())
+    assert trace.step_count == 31
+    assert list(trace.steps.order_by("seq").values_list("name", flat=True))[1:4] == [
+        "child 0",
+        "child 1",
+        "child 2",
+    ]
+
+
+def test_an_ingested_trace_opens_in_the_debugger(client, token, make_user):
+    tid = new_trace_id()
+    send(client, request(*genai_agent_spans(tid)), token)
+    client.force_login(make_user("reader", "viewer"))
+    trace = Trace.objects.get(otel_trace_id=tid.hex())
+    page = client.get(trace.get_absolute_url())
+    assert page.status_code == 200
+    html = page.content.decode()
+    for text in ("Weather", "gpt-4o", "get_weather", "Agent"):
+        assert text in html

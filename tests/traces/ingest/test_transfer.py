@@ -42,14 +42,17 @@ def ingest(req) -> Trace:
 
 
 def otlp_spans(data: dict) -> dict[str, dict]:
-    """Spans of an OTLP request, by span id, each with its resource and scope."""
+    """Spans of an OTLP request, by span id, each with its resource and scope
+    (attributes in key order, which OTLP leaves free)."""
     req = parse(json.dumps(data).encode(), kind="application/json")
     out = {}
     for rs in req.resource_spans:
         for ss in rs.scope_spans:
             for s in ss.spans:
+                span = json_format.MessageToDict(s)
+                span["attributes"] = sorted(span.get("attributes", []), key=lambda a: a["key"])
                 out[s.span_id.hex()] = {
-                    "span": json_format.MessageToDict(s),
+                    "span": span,
                     "resource": json_format.MessageToDict(rs.resource),
                     "scope": json_format.MessageToDict(ss.scope),
                 }
