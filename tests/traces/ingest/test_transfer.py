@@ -192,3 +192,16 @@ def test_an_idle_ingested_trace_closes_and_a_late_span_reopens_it():
     assert trace.status == Trace.Status.RUNNING
     assert trace.steps.count() == 2
     assert Step.objects.filter(trace=trace, name="late").exists()
+
+
+def test_the_beat_task_applies_the_retention_settings(settings):
+    from traces.tasks import traces_upkeep_task
+
+    assert "traces.tasks.traces_upkeep_task" in {
+        entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
+    }
+    settings.TOOLTRAIL_RETENTION_MAX_TRACES = 2
+    for i in range(4):
+        Trace.objects.create(name=f"t{i}", status=Trace.Status.SUCCEEDED)
+    traces_upkeep_task.apply()
+    assert Trace.objects.count() == 2
