@@ -16,8 +16,9 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Q
 
+from agents.evals.functions import eval_functions
 from agents.llm import ModelError, backend_for
-from agents.models import Agent
+from agents.models import Agent, ModelEndpoint
 from agents.strategies import STRATEGIES, RunCancelled
 from toolsapp.selectors import toolset_tools
 from traces.models import Step, Trace
@@ -53,6 +54,22 @@ class Heartbeat:
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join(timeout=5)
+
+
+def _role_backends(agent: Agent) -> dict:
+    """Backends for strategies whose roles each name an endpoint in the agent's config."""
+    names = {
+        role: name
+        for role, name in (agent.strategy_config or {}).items()
+        if role in ("planner", "caller", "summarizer") and isinstance(name, str) and name
+    }
+    endpoints = {e.name: e for e in ModelEndpoint.objects.filter(name__in=names.values())}
+    missing = sorted(set(names.values()) - set(endpoints))
+    if missing:
+        raise ModelError(
+            f"the agent's strategy names endpoints that do not exist: {', '.join(missing)}"
+        )
+    return {role: backend_for(endpoints[name]) for role, name in names.items()}
 
 
 def trace_run(*, trace_id) -> Trace | None:
@@ -91,15 +108,25 @@ def trace_run(*, trace_id) -> Trace | None:
 
     with Heartbeat(trace_id):
         try:
+            # An evaluation item brings its own functions and conversation (see agents.evals).
+            evaluation = trace.metadata.get("eval") or {}
+            tools = (
+                eval_functions(evaluation["tools"])
+                if "tools" in evaluation
+                else toolset_tools(toolset=agent.toolset)
+            )
             strategy = STRATEGIES[agent.strategy](
                 trace_id=trace_id,
                 backend=backend_for(agent.endpoint),
-                tools=toolset_tools(toolset=agent.toolset),
+                tools=tools,
                 system_prompt=agent.system_prompt,
                 max_steps=agent.max_steps,
                 should_stop=should_stop,
+                config=agent.strategy_config,
+                role_backends=_role_backends(agent),
+                **({"single_turn": True} if evaluation.get("single_turn") else {}),
             )
-            outcome = strategy.run(trace.input)
+            outcome = strategy.run(trace.input, history=evaluation.get("messages"))
         except RunCancelled:
             return trace_finish(
                 trace_id=trace_id, status=Trace.Status.CANCELLED, error="cancelled by a user"

@@ -18,11 +18,20 @@ class EnqueueError(RunError):
     """The task queue (the broker) cannot be reached."""
 
 
-def agent_run_start(*, agent: Agent, input: str, user=None) -> Trace:
+def agent_run_start(
+    *,
+    agent: Agent,
+    input: str,
+    user=None,
+    metadata: dict | None = None,
+    enqueue: bool = True,
+) -> Trace:
     """Create a queued trace and enqueue its run on the ``agents`` queue after commit.
 
     If the broker cannot be reached the trace ends ``failed`` with the reason (nothing
-    stays queued forever) and RunError is raised.
+    stays queued forever) and RunError is raised. ``metadata`` is merged into the trace's
+    (an evaluation item puts its functions and messages there); ``enqueue=False`` leaves
+    the queued trace for the caller to run (``agents.runner.trace_run``) in its own process.
     """
     from .tasks import agent_run_task
 
@@ -39,10 +48,13 @@ def agent_run_start(*, agent: Agent, input: str, user=None) -> Trace:
                 "agent_id": agent.id,
                 "endpoint": agent.endpoint.name,
                 "strategy": agent.strategy,
+                **(metadata or {}),
             },
         )
+        if not enqueue:
+            return trace
 
-        def enqueue() -> None:
+        def send() -> None:
             try:
                 # The queue comes from CELERY_TASK_ROUTES.
                 agent_run_task.apply_async(args=[str(trace.id)], retry=False)
@@ -56,5 +68,5 @@ def agent_run_start(*, agent: Agent, input: str, user=None) -> Trace:
 
         # After commit, so a worker never looks for a trace it cannot see yet (also
         # when a caller wraps this in a transaction of its own).
-        transaction.on_commit(enqueue)
+        transaction.on_commit(send)
     return trace

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import views
+from .evals import views as eval_views
 
 app_name = "agents"
 
@@ -9,4 +10,15 @@ urlpatterns = [
     path("agents/<slug:slug>/", views.agent_detail_view, name="agent_detail"),
     path("agents/<slug:slug>/run/", views.agent_run_view, name="agent_run"),
     path("api/runs", views.api_runs, name="api_runs"),
+    path("datasets/", eval_views.dataset_list_view, name="dataset_list"),
+    path("datasets/<slug:name>/", eval_views.dataset_detail_view, name="dataset_detail"),
+    path("experiments/", eval_views.experiment_list_view, name="experiment_list"),
+    path("experiments/new/", eval_views.experiment_new_view, name="experiment_new"),
+    path("experiments/compare/", eval_views.experiment_compare_view, name="experiment_compare"),
+    path("experiments/<int:pk>/", eval_views.experiment_detail_view, name="experiment_detail"),
+    path(
+        "experiments/<int:pk>/<str:action>/",
+        eval_views.experiment_action_view,
+        name="experiment_action",
+    ),
 ]

@@ -16,7 +16,7 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 # Role → permissions (app_label.codename). Admins are superusers and also get the group.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    "admin": ["agents.run_agent", "traces.ingest_traces"],
+    "admin": ["agents.run_agent", "agents.run_experiment", "traces.ingest_traces"],
     "annotator": ["agents.run_agent", "traces.ingest_traces"],
     "viewer": [],
 }

@@ -175,6 +175,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "agents"
 CELERY_TASK_ROUTES = {
     "agents.tasks.agent_run_task": {"queue": "agents"},
+    "agents.tasks.experiment_tick_task": {"queue": "agents"},
+    "agents.tasks.experiment_item_task": {"queue": "agents"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
