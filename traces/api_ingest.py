@@ -8,7 +8,7 @@ import json
 import logging
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError
+from django.db import DatabaseError, DataError, IntegrityError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from google.rpc import status_pb2
@@ -75,6 +75,11 @@ def otlp_traces_view(request: HttpRequest) -> HttpResponse:
         spans_ingest(records=decoded.records, user=user)
     except TraceError as exc:
         return _otlp_error(str(exc), status=400, kind=kind)
+    except (DataError, IntegrityError) as exc:
+        # A value the database cannot hold: resending would fail the same way.
+        return _otlp_error(
+            f"the spans hold a value the database refuses: {exc}", status=400, kind=kind
+        )
     except (OperationalError, DatabaseError) as exc:
         # A locked or overloaded database: nothing was saved; the exporter retries.
         logger.warning("OTLP ingest refused for now: %s", exc)

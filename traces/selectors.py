@@ -94,7 +94,9 @@ def model_call_conversation(*, step: Step) -> list[dict] | None:
             cursor = earlier.get("earlier_from_step")
         pieces.reverse()
     else:
-        pieces = [(earlier_inputs[seq] or {}).get("messages") or [] for seq in sorted(earlier_inputs)]
+        pieces = [
+            (earlier_inputs[seq] or {}).get("messages") or [] for seq in sorted(earlier_inputs)
+        ]
     conversation: list[dict] = [m for piece in pieces for m in piece]
     conversation = conversation[: data["earlier_messages"]]
     if len(conversation) != data["earlier_messages"]:

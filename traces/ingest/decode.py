@@ -93,14 +93,14 @@ def parse(body: bytes, *, kind: str) -> ExportTraceServiceRequest:
         return request
     try:
         data = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise IngestError(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise IngestError("the body must be a JSON object (an ExportTraceServiceRequest)")
     try:
         # Receivers must ignore fields they do not know (OTLP spec, forward compatibility).
         json_format.ParseDict(_hex_ids_to_base64(data), request, ignore_unknown_fields=True)
-    except (json_format.ParseError, binascii.Error, TypeError, ValueError) as exc:
+    except (json_format.ParseError, binascii.Error, TypeError, ValueError, RecursionError) as exc:
         raise IngestError(f"the body is not an OTLP ExportTraceServiceRequest: {exc}") from exc
     return request
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -98,22 +99,38 @@ class Decoded:
 # --- values --------------------------------------------------------------------------
 
 
+def clean(text: str) -> str:
+    """Text every database stores: no NUL (PostgreSQL refuses it in text and jsonb)
+    and no lone surrogates (OTLP/JSON may carry ``\\ud800``)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def any_value(value: AnyValue) -> Any:
     """An OTLP AnyValue as plain JSON-able Python (bytes as base64 text)."""
     which = value.WhichOneof("value")
     if which is None:
         return None
+    if which == "string_value":
+        return clean(value.string_value)
     if which == "array_value":
         return [any_value(v) for v in value.array_value.values]
     if which == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+        return attributes(value.kvlist_value.values)
     if which == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
+    if which == "double_value" and not math.isfinite(value.double_value):
+        return str(value.double_value)  # JSON has no NaN or infinity
     return getattr(value, which)
 
 
 def attributes(kvs) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs}
+    return {clean(kv.key): any_value(kv.value) for kv in kvs}
 
 
 def _time(nanos: int) -> datetime | None:
@@ -138,9 +155,10 @@ def _json_or_text(value: Any) -> Any:
 
 
 def _int(value: Any) -> int:
+    """A token count as the database keeps it (0 … 2**31 - 1)."""
     try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
+        return min(max(0, int(value)), 2**31 - 1)
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 
@@ -223,20 +241,21 @@ def _openinference_messages(attrs: dict[str, Any], prefix: str) -> list[dict[str
             "role": item.get("message.role") or "user",
             "content": item.get("message.content") or "",
         }
-        calls = []
-        for key in sorted(k for k in item if k.startswith("message.tool_calls.")):
+        by_index: dict[int, dict[str, Any]] = {}
+        for key in item:
+            if not key.startswith("message.tool_calls."):
+                continue
             index, _, rest = key[len("message.tool_calls.") :].partition(".")
-            while len(calls) <= int(index):
-                calls.append({"id": "", "name": "", "arguments": ""})
             slot = {
                 "tool_call.id": "id",
                 "tool_call.function.name": "name",
                 "tool_call.function.arguments": "arguments",
             }.get(rest)
-            if slot:
-                calls[int(index)][slot] = item[key]
-        if calls:
-            message["tool_calls"] = calls
+            if index.isdigit() and slot:
+                call = by_index.setdefault(int(index), {"id": "", "name": "", "arguments": ""})
+                call[slot] = item[key]
+        if by_index:
+            message["tool_calls"] = [by_index[i] for i in sorted(by_index)]
         if item.get("message.tool_call_id"):
             message["tool_call_id"] = item["message.tool_call_id"]
         messages.append(message)
@@ -343,7 +362,7 @@ def _error(span: Span, attrs: dict[str, Any]) -> str:
     if span.status.code != Status.STATUS_CODE_ERROR:
         return ""
     if span.status.message:
-        return span.status.message
+        return clean(span.status.message)
     for event in span.events:
         if event.name == "exception":
             e = attributes(event.attributes)
@@ -361,19 +380,19 @@ def _otel_meta(span: Span, resource: dict, scope: dict) -> dict[str, Any]:
         "span_kind": span.kind,
         "start_time_unix_nano": span.start_time_unix_nano,
         "end_time_unix_nano": span.end_time_unix_nano,
-        "status": {"code": span.status.code, "message": span.status.message},
+        "status": {"code": span.status.code, "message": clean(span.status.message)},
         "resource": resource,
         "scope": scope,
     }
     if span.trace_state:
-        meta["trace_state"] = span.trace_state
+        meta["trace_state"] = clean(span.trace_state)
     if span.flags:
         meta["flags"] = span.flags
     if span.events:
         meta["events"] = [
             {
                 "time_unix_nano": e.time_unix_nano,
-                "name": e.name,
+                "name": clean(e.name),
                 "attributes": attributes(e.attributes),
             }
             for e in span.events
@@ -383,7 +402,7 @@ def _otel_meta(span: Span, resource: dict, scope: dict) -> dict[str, Any]:
             {
                 "trace_id": link.trace_id.hex(),
                 "span_id": link.span_id.hex(),
-                "trace_state": link.trace_state,
+                "trace_state": clean(link.trace_state),
                 "attributes": attributes(link.attributes),
             }
             for link in span.links
@@ -397,6 +416,7 @@ def _otel_meta(span: Span, resource: dict, scope: dict) -> dict[str, Any]:
 def span_to_record(span: Span, *, resource: dict[str, Any], scope: dict[str, Any]) -> StepRecord:
     """One valid span (16-byte trace id, 8-byte span id) as a step record."""
     attrs = attributes(span.attributes)
+    span_name = clean(span.name)
     kind = step_kind(attrs)
     provider = _first(attrs, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
     model = _first(attrs, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
@@ -412,17 +432,17 @@ def span_to_record(span: Span, *, resource: dict[str, Any], scope: dict[str, Any
         step_input = _json_or_text(attrs.get("input.value"))
         step_output = _json_or_text(attrs.get("output.value"))
     if kind == TOOL_CALL:
-        name = tool_name or span.name
+        name = tool_name or span_name
     elif kind == MODEL_CALL:
-        name = model or span.name
+        name = model or span_name
     elif kind == AGENT:
-        name = _first(attrs, "gen_ai.agent.name", "agent.name") or span.name
+        name = _first(attrs, "gen_ai.agent.name", "agent.name") or span_name
     else:
-        name = span.name
+        name = span_name
     name = attrs.get(TT + "name") or name
     meta: dict[str, Any] = {"attributes": attrs, "otel": _otel_meta(span, resource, scope)}
-    if span.name != name:
-        meta["span_name"] = span.name
+    if span_name != name:
+        meta["span_name"] = span_name
     if provider:
         meta["provider"] = provider
     if model:
@@ -441,7 +461,7 @@ def span_to_record(span: Span, *, resource: dict[str, Any], scope: dict[str, Any
         span_id=span.span_id.hex(),
         parent_span_id=span.parent_span_id.hex(),
         kind=kind,
-        name=str(name),
+        name=clean(str(name)),
         started_at=_time(span.start_time_unix_nano),
         ended_at=_time(span.end_time_unix_nano),
         input=step_input,
@@ -465,7 +485,10 @@ def request_to_records(request: ExportTraceServiceRequest) -> Decoded:
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
-            scope = {"name": scope_spans.scope.name, "version": scope_spans.scope.version}
+            scope = {
+                "name": clean(scope_spans.scope.name),
+                "version": clean(scope_spans.scope.version),
+            }
             if scope_spans.scope.attributes:
                 scope["attributes"] = attributes(scope_spans.scope.attributes)
             for span in scope_spans.spans:

@@ -7,6 +7,8 @@ import json
 
 import pytest
 from google.protobuf import json_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from traces.ingest.decode import IngestError, decompress, media_type, parse
 from traces.ingest.mapping import request_to_records
@@ -225,3 +227,71 @@ def test_gzip_is_inflated_but_never_past_the_limit():
     with pytest.raises(IngestError) as unknown:
         decompress(payload, encoding="br", max_bytes=20_000)
     assert unknown.value.status == 415
+
+
+def test_values_no_database_can_store_are_made_storable():
+    (record,) = records_of(
+        span(
+            "nul\x00name",
+            trace_id=new_trace_id(),
+            attrs={
+                "text": "a\x00b",
+                "huge": 10**18,
+                "gen_ai.usage.input_tokens": 10**18,
+                "nan": float("nan"),
+                "llm.output_messages.0.message.tool_calls.x.tool_call.id": "ignored",
+            },
+        )
+    )
+    assert record.name == "nul\ufffdname"
+    assert record.metadata["attributes"]["text"] == "a\ufffdb"
+    assert record.metadata["attributes"]["nan"] == "nan"
+    assert record.prompt_tokens == 2**31 - 1
+    json.dumps(record.metadata, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "resourceSpans",
+                        "scopeSpans",
+                        "spans",
+                        "traceId",
+                        "spanId",
+                        "attributes",
+                        "key",
+                        "value",
+                        "stringValue",
+                        "kvlistValue",
+                        "values",
+                        "name",
+                        "x",
+                    ]
+                ),
+                inner,
+                max_size=4,
+            )
+        ),
+        max_leaves=30,
+    )
+)
+def test_any_json_body_is_a_request_or_a_400(data):
+    try:
+        request_to_records(parse(json.dumps(data).encode(), kind="application/json"))
+    except IngestError as exc:
+        assert exc.status == 400
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_protobuf_body_is_a_request_or_a_400(body):
+    try:
+        request_to_records(parse(body, kind="application/x-protobuf"))
+    except IngestError as exc:
+        assert exc.status == 400
