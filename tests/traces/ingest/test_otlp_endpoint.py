@@ -236,3 +236,40 @@ def test_an_ingested_trace_opens_in_the_debugger(client, token, make_user):
     html = page.content.decode()
     for text in ("Weather", "gpt-4o", "get_weather", "Agent"):
         assert text in html
+
+
+def test_export_and_import_over_the_api(client, token, make_user):
+    tid = new_trace_id()
+    send(client, request(*genai_agent_spans(tid)), token)
+    trace = Trace.objects.get(otel_trace_id=tid.hex())
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    exported = client.get(f"/api/traces/{trace.id}/export?format=json", **auth)
+    assert exported.status_code == 200
+    assert "attachment" in exported["Content-Disposition"]
+    otlp = client.get(f"/api/traces/{trace.id}/export?format=otlp", **auth).json()
+    assert len(otlp["resourceSpans"][0]["scopeSpans"][0]["spans"]) == 3
+    assert client.get(f"/api/traces/{trace.id}/export?format=xml", **auth).status_code == 400
+
+    viewer = api_token_create(user=make_user("viewer-2", "viewer"))[1]
+    body = exported.content
+    refused = client.post(
+        "/api/traces/import",
+        data=body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {viewer}",
+    )
+    assert refused.status_code == 403
+    duplicate = client.post(
+        "/api/traces/import", data=body, content_type="application/json", **auth
+    )
+    assert duplicate.status_code == 400
+    assert "already exists" in duplicate.json()["error"]
+
+    trace_id = trace.id
+    trace.delete()
+    imported = client.post("/api/traces/import", data=body, content_type="application/json", **auth)
+    assert imported.status_code == 201
+    assert imported.json()["id"] == str(trace_id)
+    again = client.get(f"/api/traces/{trace_id}/export?format=json", **auth)
+    assert again.json() == exported.json()
