@@ -79,13 +79,16 @@ def trace_payload(trace: Trace) -> dict[str, Any]:
 
 
 def _trace_broadcast(trace: Trace, *, created: bool = False) -> None:
-    """Tell the trace page and the trace list that the trace changed."""
-    message = {
-        "type": "trace.updated",
-        "trace": trace_payload(trace),
-        "html": render_to_string("traces/_trace_status_oob.html", {"trace": trace}),
-    }
-    group_send_on_commit(trace_group(trace.id), message)
+    """Tell the trace page and the trace list that the trace changed. A trace just
+    created has no page open yet (a socket that joins later reads it from the
+    database), so only the list hears of it."""
+    if not created:
+        message = {
+            "type": "trace.updated",
+            "trace": trace_payload(trace),
+            "html": render_to_string("traces/_trace_status_oob.html", {"trace": trace}),
+        }
+        group_send_on_commit(trace_group(trace.id), message)
     group_send_on_commit(
         TRACE_LIST_GROUP,
         {
@@ -329,7 +332,9 @@ def _batch_order(records: Sequence[StepRecord]) -> list[tuple[StepRecord, int]]:
     return ordered
 
 
-def steps_record_bulk(*, trace_id: uuid.UUID | str, records: Sequence[StepRecord]) -> list[Step]:
+def steps_record_bulk(
+    *, trace_id: uuid.UUID | str, records: Sequence[StepRecord], broadcast: bool = True
+) -> list[Step]:
     """Append many steps to a trace in one transaction: bulk inserts, one broadcast.
 
     The same rules as ``step_record`` (fields shaped by ``_step_build``, sequence numbers
@@ -338,6 +343,8 @@ def steps_record_bulk(*, trace_id: uuid.UUID | str, records: Sequence[StepRecord
     holds is skipped (an exporter retrying a batch), so sending twice is harmless. A
     parent found neither in the trace nor in the batch is resolved when it arrives:
     its waiting children are attached to it then. Returns the new steps in seq order.
+    ``broadcast=False`` is for a trace created in the caller's transaction: nobody can
+    be watching it yet, and a socket that joins after the commit reads the steps.
     """
     for record in records:
         if record.kind not in _STEP_KINDS:
@@ -441,6 +448,8 @@ def steps_record_bulk(*, trace_id: uuid.UUID | str, records: Sequence[StepRecord
             changes["started_at"] = trace.started_at = earliest
         Trace.objects.filter(pk=trace.id).update(**changes)
     created.sort(key=lambda s: s.seq)
+    if not broadcast:
+        return created
     _step_message(
         created[-1],
         trace=trace,
@@ -611,7 +620,11 @@ def spans_ingest(
                 if resource.get("telemetry.sdk.name") == SDK_NAME
                 else source,
             )
-            saved += len(steps_record_bulk(trace_id=trace.id, records=group))
+            saved += len(
+                steps_record_bulk(
+                    trace_id=trace.id, records=group, broadcast=otel_trace_id in existing
+                )
+            )
             root = next((r for r in group if not r.parent_span_id), None)
             if root is not None:
                 _trace_take_root(trace=trace, root=root)
