@@ -722,6 +722,13 @@ def check_trace_import(*, data: Any) -> None:
         raise TraceError(f"trace id {trace.get('id')!r} is not a UUID") from None
     if Trace.objects.filter(pk=trace_id).exists():
         raise TraceError(f"trace {trace_id} already exists here; delete it first")
+    otel_trace_id = trace.get("otel_trace_id") or ""
+    if (
+        otel_trace_id
+        and trace.get("source") in INGESTED_SOURCES
+        and Trace.objects.filter(otel_trace_id=otel_trace_id, source__in=INGESTED_SOURCES).exists()
+    ):
+        raise TraceError(f"a trace with OTLP trace id {otel_trace_id} already exists here")
     if trace.get("status") not in Trace.Status.values:
         raise TraceError(f"unknown trace status {trace.get('status')!r}")
     seqs = set()

@@ -93,6 +93,11 @@ def test_importing_what_is_not_an_export_or_already_here_is_refused(recorded_tra
         trace_import(data={"steps": []})
     with pytest.raises(TraceError, match="already exists"):
         trace_import(data=trace_export_json(trace=trace))
+    ingested = ingest(request(span("root", trace_id=new_trace_id())))
+    same_otel_id = trace_export_json(trace=ingested)
+    same_otel_id["trace"]["id"] = "6b0c3e2c-0000-4000-8000-00000000000a"
+    with pytest.raises(TraceError, match="OTLP trace id"):
+        trace_import(data=same_otel_id)
     broken = trace_export_json(trace=trace)
     broken["trace"]["id"] = "6b0c3e2c-0000-4000-8000-000000000000"
     broken["steps"][1]["parent_seq"] = 99
