@@ -551,44 +551,51 @@ def _text_of(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def _ingested_trace_for(
-    *, trace: Trace | None, otel_trace_id: str, records: Sequence[StepRecord], user, source: str
-) -> Trace:
-    """The trace that collects this OTLP trace id's spans, created on its first span
-    and reopened (running again) if it had been closed as idle."""
-    if trace is None:
-        first = min(records, key=lambda r: (bool(r.parent_span_id), r.started_at or timezone.now()))
-        try:
-            with transaction.atomic():  # a savepoint: another request may win the race
-                trace = Trace.objects.create(
-                    name=(first.name or otel_trace_id)[:200],
-                    agent_slug=slugify(first.service_name)[:100],
-                    source=source,
-                    status=Trace.Status.RUNNING,
-                    started_at=first.started_at or timezone.now(),
-                    heartbeat_at=timezone.now(),
-                    created_by=user,
-                    otel_trace_id=otel_trace_id,
-                    metadata={"service_name": first.service_name} if first.service_name else {},
-                )
-        except IntegrityError:
-            return Trace.objects.get(otel_trace_id=otel_trace_id, source__in=INGESTED_SOURCES)
+def _root_fields(records: Sequence[StepRecord]) -> dict[str, str]:
+    """What a trace takes from its root span, if ``records`` hold it: its name, input,
+    output and error."""
+    root = next((r for r in records if not r.parent_span_id), None)
+    if root is None:
+        return {}
+    return {
+        "name": str(root.metadata.get("attributes", {}).get("gen_ai.agent.name") or root.name)[
+            :200
+        ],
+        "input": _text_of(root.input),
+        "output": _text_of(root.output),
+        "error": root.error,
+    }
+
+
+def _ingested_traces_new(
+    *, groups: dict[str, list[StepRecord]], user, source: str
+) -> dict[str, Trace]:
+    """Running traces for OTLP trace ids seen for the first time, in one insert. Raises
+    IntegrityError if another request created one of them meanwhile."""
+    if not groups:
+        return {}
+    now = timezone.now()
+    traces = {}
+    for otel_trace_id, records in groups.items():
+        first = min(records, key=lambda r: (bool(r.parent_span_id), r.started_at or now))
+        resource = first.metadata.get("otel", {}).get("resource", {})
+        fields = {"name": (first.name or otel_trace_id)[:200], **_root_fields(records)}
+        traces[otel_trace_id] = Trace(
+            **fields,
+            agent_slug=slugify(first.service_name)[:100],
+            source=Trace.Source.SDK if resource.get("telemetry.sdk.name") == SDK_NAME else source,
+            status=Trace.Status.RUNNING,
+            started_at=first.started_at or now,
+            heartbeat_at=now,
+            created_by=user,
+            otel_trace_id=otel_trace_id,
+            metadata={"service_name": first.service_name} if first.service_name else {},
+        )
+    with transaction.atomic():  # a savepoint: a losing race is retried by the caller
+        Trace.objects.bulk_create(traces.values())
+    for trace in traces.values():
         _trace_broadcast(trace, created=True)
-    elif trace.is_finished:
-        trace.status = Trace.Status.RUNNING
-        trace.ended_at = None
-        trace.save(update_fields=["status", "ended_at"])
-        _trace_broadcast(trace)
-    return trace
-
-
-def _trace_take_root(*, trace: Trace, root: StepRecord) -> None:
-    """The root span names the trace and gives it its input, output and error."""
-    trace.name = (root.metadata.get("attributes", {}).get("gen_ai.agent.name") or root.name)[:200]
-    trace.input = _text_of(root.input)
-    trace.output = _text_of(root.output)
-    trace.error = root.error
-    trace.save(update_fields=["name", "input", "output", "error"])
+    return traces
 
 
 def spans_ingest(
@@ -596,11 +603,25 @@ def spans_ingest(
 ) -> int:
     """Save decoded spans, whatever traces they belong to, in one transaction: each OTLP
     trace id gets (or already has) a running trace, its spans are appended with
-    ``steps_record_bulk``. Returns how many new steps were saved (spans sent before are
+    ``steps_record_bulk``. A trace closed as idle is opened again; the root span names
+    the trace and gives it its input, output and error; the SDK's outermost span
+    finishes it. Returns how many new steps were saved (spans sent before are
     skipped). Raises TraceError, with nothing saved, if any record is unusable."""
     by_trace: dict[str, list[StepRecord]] = {}
     for record in records:
         by_trace.setdefault(record.otel_trace_id, []).append(record)
+    for attempt in (1, 2):
+        try:
+            return _spans_ingest_once(by_trace=by_trace, user=user, source=source)
+        except IntegrityError:
+            # Another request created one of these traces first (PostgreSQL, many
+            # server processes): the second attempt finds it and appends to it.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _spans_ingest_once(*, by_trace: dict[str, list[StepRecord]], user, source: str) -> int:
     saved = 0
     with transaction.atomic():
         existing = {
@@ -609,25 +630,31 @@ def spans_ingest(
                 otel_trace_id__in=list(by_trace), source__in=INGESTED_SOURCES
             )
         }
+        created = _ingested_traces_new(
+            groups={k: v for k, v in by_trace.items() if k not in existing},
+            user=user,
+            source=source,
+        )
         for otel_trace_id, group in by_trace.items():
-            resource = group[0].metadata.get("otel", {}).get("resource", {})
-            trace = _ingested_trace_for(
-                trace=existing.get(otel_trace_id),
-                otel_trace_id=otel_trace_id,
-                records=group,
-                user=user,
-                source=Trace.Source.SDK
-                if resource.get("telemetry.sdk.name") == SDK_NAME
-                else source,
-            )
+            trace = existing.get(otel_trace_id)
+            if trace is not None:
+                changes = _root_fields(group)
+                if trace.is_finished:
+                    changes.update(status=Trace.Status.RUNNING, ended_at=None)
+                if changes:
+                    for field, value in changes.items():
+                        setattr(trace, field, value)
+                    trace.save(update_fields=list(changes))
+                    if "status" in changes:
+                        _trace_broadcast(trace)
+            else:
+                trace = created[otel_trace_id]
+            # A trace created here has no listeners yet: no step message for it.
             saved += len(
                 steps_record_bulk(
                     trace_id=trace.id, records=group, broadcast=otel_trace_id in existing
                 )
             )
-            root = next((r for r in group if not r.parent_span_id), None)
-            if root is not None:
-                _trace_take_root(trace=trace, root=root)
             if any(r.metadata.get("attributes", {}).get("tooltrail.trace.final") for r in group):
                 # The SDK marks its outermost span: the trace is complete when it lands.
                 trace_finish(
