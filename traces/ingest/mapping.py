@@ -237,10 +237,12 @@ def _openinference_messages(attrs: dict[str, Any], prefix: str) -> list[dict[str
         return None
     messages = []
     for item in items:
-        message: dict[str, Any] = {
-            "role": item.get("message.role") or "user",
-            "content": item.get("message.content") or "",
-        }
+        content = item.get("message.content")
+        if content is None:
+            # Multimodal messages: message.contents.N.message_content.text
+            parts = unflatten(item, "message.contents.")
+            content = "".join(str(p.get("message_content.text", "")) for p in parts)
+        message: dict[str, Any] = {"role": item.get("message.role") or "user", "content": content}
         by_index: dict[int, dict[str, Any]] = {}
         for key in item:
             if not key.startswith("message.tool_calls."):
@@ -358,6 +360,15 @@ def _tool_io(attrs: dict[str, Any]) -> tuple[Any, Any]:
     return _json_or_text(arguments), _json_or_text(result)
 
 
+def _documents(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    """OpenInference retrieved documents: ``retrieval.documents.N.document.{id,content,
+    score,metadata}``."""
+    return [
+        {k[len("document.") :]: v for k, v in item.items() if k.startswith("document.")}
+        for item in unflatten(attrs, "retrieval.documents.")
+    ]
+
+
 def _error(span: Span, attrs: dict[str, Any]) -> str:
     if span.status.code != Status.STATUS_CODE_ERROR:
         return ""
@@ -431,6 +442,9 @@ def span_to_record(span: Span, *, resource: dict[str, Any], scope: dict[str, Any
     else:
         step_input = _json_or_text(attrs.get("input.value"))
         step_output = _json_or_text(attrs.get("output.value"))
+        documents = _documents(attrs)
+        if kind == RETRIEVER and documents:
+            step_output = {"documents": documents}
     if kind == TOOL_CALL:
         name = tool_name or span_name
     elif kind == MODEL_CALL:

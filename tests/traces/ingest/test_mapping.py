@@ -295,3 +295,38 @@ def test_any_protobuf_body_is_a_request_or_a_400(body):
         request_to_records(parse(body, kind="application/x-protobuf"))
     except IngestError as exc:
         assert exc.status == 400
+
+
+def test_openinference_retrieved_documents_and_multimodal_text_are_read():
+    tid = new_trace_id()
+    retriever, llm = records_of(
+        span(
+            "retrieve",
+            trace_id=tid,
+            attrs={
+                "openinference.span.kind": "RETRIEVER",
+                "input.value": "otlp",
+                "retrieval.documents.0.document.id": "d1",
+                "retrieval.documents.0.document.content": "OTLP is…",
+                "retrieval.documents.0.document.score": 0.9,
+                "retrieval.documents.1.document.id": "d2",
+            },
+        ),
+        span(
+            "llm",
+            trace_id=tid,
+            attrs={
+                "openinference.span.kind": "LLM",
+                "llm.input_messages.0.message.role": "user",
+                "llm.input_messages.0.message.contents.0.message_content.type": "text",
+                "llm.input_messages.0.message.contents.0.message_content.text": "Describe ",
+                "llm.input_messages.0.message.contents.1.message_content.text": "this",
+            },
+        ),
+    )
+    assert retriever.kind == "retriever"
+    assert retriever.input == "otlp"
+    assert retriever.output == {
+        "documents": [{"id": "d1", "content": "OTLP is…", "score": 0.9}, {"id": "d2"}]
+    }
+    assert llm.input == {"messages": [{"role": "user", "content": "Describe this"}]}
