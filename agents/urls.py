@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_toolmaker
 from .evals import views as eval_views
 
 app_name = "agents"
@@ -10,6 +10,7 @@ urlpatterns = [
     path("agents/<slug:slug>/", views.agent_detail_view, name="agent_detail"),
     path("agents/<slug:slug>/run/", views.agent_run_view, name="agent_run"),
     path("api/runs", views.api_runs, name="api_runs"),
+    path("tool-maker/", views_toolmaker.tool_maker_view, name="tool_maker"),
     path("datasets/", eval_views.dataset_list_view, name="dataset_list"),
     path("datasets/<slug:name>/", eval_views.dataset_detail_view, name="dataset_detail"),
     path("experiments/", eval_views.experiment_list_view, name="experiment_list"),

@@ -9,6 +9,7 @@ exported ``REDIS_URL``. Production sets ``DATABASE_URL``, ``REDIS_URL`` and
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -200,7 +201,44 @@ TOOLTRAIL_INGEST_IDLE_SECONDS = env_float("TOOLTRAIL_INGEST_IDLE_SECONDS", 60.0)
 # the Celery beat task traces.tasks.traces_upkeep_task (0 keeps them).
 TOOLTRAIL_RETENTION_DAYS = env_float("TOOLTRAIL_RETENTION_DAYS", 0)
 TOOLTRAIL_RETENTION_MAX_TRACES = int(env_float("TOOLTRAIL_RETENTION_MAX_TRACES", 0))
+
+# The sandbox of `code` tools (toolsapp/sandbox.py): limits, and the paths it hides (the
+# app, its data and secrets, the virtualenv, homes, service state; more with
+# TOOLTRAIL_SANDBOX_HIDE="/a:/b").
+TOOLTRAIL_SANDBOX_MEMORY_MB = int(env_float("TOOLTRAIL_SANDBOX_MEMORY_MB", 256))
+TOOLTRAIL_SANDBOX_FILE_BYTES = int(env_float("TOOLTRAIL_SANDBOX_FILE_BYTES", 1 << 20))
+TOOLTRAIL_SANDBOX_PROCESSES = int(env_float("TOOLTRAIL_SANDBOX_PROCESSES", 16))
+TOOLTRAIL_SANDBOX_MAX_OUTPUT = int(env_float("TOOLTRAIL_SANDBOX_MAX_OUTPUT", 256 * 1024))
+TOOLTRAIL_SANDBOX_HIDDEN_PATHS = [
+    str(BASE_DIR),
+    str(VAR_DIR),
+    os.environ.get("VIRTUAL_ENV", ""),
+    sys.prefix,
+    *[
+        "/root",
+        "/home",
+        "/run",
+        "/var/run",
+        "/var/lib",
+        "/var/log",
+        "/srv",
+        "/opt",
+        "/mnt",
+        "/media",
+    ],
+    *filter(None, env_str("TOOLTRAIL_SANDBOX_HIDE").split(":")),
+]
+
+# MCP servers (toolsapp/mcpclient.py): the deadline of a connect, tools/list or tools/call,
+# the biggest answer taken, and how often beat re-syncs every enabled server.
+TOOLTRAIL_MCP_TIMEOUT_SECONDS = env_float("TOOLTRAIL_MCP_TIMEOUT_SECONDS", 30.0)
+TOOLTRAIL_MCP_MAX_RESULT_BYTES = int(env_float("TOOLTRAIL_MCP_MAX_RESULT_BYTES", 1 << 20))
 CELERY_BEAT_SCHEDULE = {
+    "mcp-sync-all": {
+        "task": "toolsapp.tasks.mcp_sync_all_task",
+        "schedule": env_float("TOOLTRAIL_MCP_SYNC_SECONDS", 3600.0),
+    },
+    # Ingested traces that went idle are closed, then the retention policy runs.
     "traces-upkeep": {"task": "traces.tasks.traces_upkeep_task", "schedule": 60.0},
 }
 
