@@ -401,19 +401,43 @@ def run_phoenix(args, bodies: list[bytes], expected: int) -> dict:
                 f"{base}/v1/traces", bodies, senders=args.senders, headers={}, batch=args.batch
             )
         )
+        # Also when the rows are in its database file (the API may lag behind its
+        # writes by a cache); printed for comparison, the ratio uses the API figure.
+        db_seconds: list[float] = []
+
+        def count_and_rows() -> int:
+            if not db_seconds and phoenix_rows(Path(tmp)) >= expected:
+                db_seconds.append(time.monotonic() - start)
+            return count()
+
         persisted, seconds = wait_persisted(
-            count, expected=expected, start=start, timeout=args.timeout
+            count_and_rows, expected=expected, start=start, timeout=args.timeout
         )
         return {
             **stats,
             "persisted": persisted,
             "persist_seconds": seconds,
+            "rows_seconds": db_seconds[0] if db_seconds else float("nan"),
             "peak_rss_mib": peak_rss_mib([proc.pid]),
         }
     finally:
         launcher.stop(proc)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def phoenix_rows(workdir: Path) -> int:
+    """Spans in Phoenix's SQLite file (read-only)."""
+    import sqlite3
+
+    path = workdir / "phoenix.db"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("SELECT count(*) FROM spans").fetchone()[0]
+    except sqlite3.Error:
+        return 0
 
 
 def report(name: str, result: dict, expected: int) -> float:
@@ -477,6 +501,11 @@ def main() -> int:
         return 0
     theirs = run_phoenix(args, bodies, args.spans)
     theirs_rate = report("phoenix", theirs, args.spans)
+    print(
+        f"phoenix: all rows in its database after {theirs['rows_seconds']:.1f} s "
+        f"({args.spans / theirs['rows_seconds']:.0f} spans/s)",
+        flush=True,
+    )
     print(f"ratio_vs_phoenix={ours_rate / theirs_rate:.2f}")
     return 0
 
