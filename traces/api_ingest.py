@@ -60,7 +60,11 @@ def otlp_traces_view(request: HttpRequest) -> HttpResponse:
     limit = settings.TOOLTRAIL_OTLP_MAX_BYTES
     try:
         kind = media_type(request.content_type)
-        if int(request.headers.get("content-length") or 0) > limit:
+        try:
+            length = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            raise IngestError("Content-Length is not a number") from None
+        if length > limit:
             raise IngestError(f"the body is over the {limit} byte limit", status=413)
         raw = request.read(limit + 1)
         if len(raw) > limit:
