@@ -77,3 +77,19 @@ def test_a_parent_arriving_later_adopts_its_waiting_children_and_repeats_are_ski
     assert child.parent == parent
     assert child.metadata["parent_seq"] == parent.seq == 2
     assert trace.steps.count() == 2
+
+
+def test_big_inputs_are_capped_as_step_record_caps_them(settings):
+    from traces.models import StepBlob
+
+    settings.TOOLTRAIL_STEP_FIELD_MAX_BYTES = 1000
+    trace = running()
+    (step,) = steps_record_bulk(
+        trace_id=trace.id, records=[record("d" * 16, input={"text": "x" * 5000}, output="ok")]
+    )
+    step.refresh_from_db()
+    assert step.input["truncated"].startswith("truncated: ")
+    assert step.output == "ok"
+    assert "input" in step.metadata["truncated"]
+    blob = StepBlob.objects.get(step=step, field="input")
+    assert blob.complete and '"x' in blob.text and len(blob.text) > 5000
