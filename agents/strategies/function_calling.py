@@ -118,14 +118,7 @@ class FunctionCallingLoop:
             except ModelCallFailed as exc:
                 return Outcome(Trace.Status.FAILED, error=f"model call failed: {exc}")
             if not reply.tool_calls:
-                step_record(
-                    trace_id=self.trace_id,
-                    kind=Step.Kind.FINAL,
-                    name="answer",
-                    output={"content": reply.content},
-                    parent=model_step,
-                )
-                return Outcome(Trace.Status.SUCCEEDED, output=reply.content)
+                return self._answer(reply.content, model_step)
             if self.single_turn:
                 for call in reply.tool_calls:
                     self._record_call(call, model_step)
@@ -144,6 +137,17 @@ class FunctionCallingLoop:
         return Outcome(
             Trace.Status.FAILED, error=f"no final answer within {self.max_steps} model turns"
         )
+
+    def _answer(self, content: str, model_step: Step) -> Outcome:
+        """Record the final answer under the model call that gave it; the run succeeded."""
+        step_record(
+            trace_id=self.trace_id,
+            kind=Step.Kind.FINAL,
+            name="answer",
+            output={"content": content},
+            parent=model_step,
+        )
+        return Outcome(Trace.Status.SUCCEEDED, output=content)
 
     def _revise(
         self, conversation: Conversation, reply: ModelReply, model_step: Step
