@@ -24,7 +24,7 @@ from agents.evals.functions import eval_functions
 from agents.llm import ModelCancelled, ModelError, backend_for
 from agents.models import Agent, ModelEndpoint
 from agents.strategies import STRATEGIES, RunCancelled
-from toolsapp.selectors import toolset_tools
+from toolsapp.selectors import RunTools, run_tools
 from traces.models import Step, Trace
 from traces.services import TraceError, step_record, trace_finish, trace_heartbeat, trace_start
 
@@ -169,21 +169,23 @@ def trace_run(*, trace_id) -> Trace | None:
 
     with RunWatch(trace_id, deadline_seconds=deadline) as watch:
         try:
-            # An evaluation item brings its own functions and conversation (see agents.evals).
+            # An evaluation item brings its own functions and conversation (see agents.evals);
+            # otherwise the toolset, or a retrieval over it when it is large (tool_search).
             evaluation = trace.metadata.get("eval") or {}
-            tools = (
-                eval_functions(evaluation["tools"])
-                if "tools" in evaluation
-                else toolset_tools(toolset=agent.toolset)
-            )
+            if "tools" in evaluation:
+                offered = RunTools(tools=eval_functions(evaluation["tools"]))
+            else:
+                offered = run_tools(toolset=agent.toolset, query=trace.input)
             strategy_class = STRATEGIES[agent.strategy]
             options = {"single_turn": True} if evaluation.get("single_turn") else {}
             if _accepts(strategy_class, "cancel"):
                 options["cancel"] = watch.cancel  # interrupts a tool call in progress
+            if offered.search is not None:
+                options["tool_search"] = offered.search
             strategy = strategy_class(
                 trace_id=trace_id,
                 backend=_Interruptible(backend_for(agent.endpoint), watch.cancel),
-                tools=tools,
+                tools=offered.tools,
                 system_prompt=agent.system_prompt,
                 max_steps=agent.max_steps,
                 should_stop=watch.must_stop,

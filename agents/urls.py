@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/runs", views.api_runs, name="api_runs"),
     path("tool-maker/", views_toolmaker.tool_maker_view, name="tool_maker"),
     path("datasets/", eval_views.dataset_list_view, name="dataset_list"),
+    path("datasets/from-queue/", eval_views.dataset_from_queue_view, name="dataset_from_queue"),
     path("datasets/<slug:name>/", eval_views.dataset_detail_view, name="dataset_detail"),
     path("experiments/", eval_views.experiment_list_view, name="experiment_list"),
     path("experiments/new/", eval_views.experiment_new_view, name="experiment_new"),

@@ -87,7 +87,18 @@ class Trace(models.Model):
             # The trace list's keyset: newest first, id as the tie-break.
             models.Index(fields=["-created_at", "-id"], name="trace_list_keyset"),
         ]
-        permissions = [("cancel_trace", "Can cancel any running or queued trace")]
+        permissions = [
+            ("cancel_trace", "Can cancel any running or queued trace"),
+            ("ingest_traces", "Can send traces (OTLP, SDK) and import them"),
+        ]
+        constraints = [
+            # Spans of one OTLP trace, arriving in many requests, land in one trace.
+            models.UniqueConstraint(
+                fields=["otel_trace_id"],
+                condition=models.Q(source__in=["otlp", "sdk"]) & ~models.Q(otel_trace_id=""),
+                name="trace_otel_id_unique_when_ingested",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} · {self.created_at:%Y-%m-%d %H:%M:%S} · {self.status}"
@@ -135,6 +146,11 @@ class Step(models.Model):
         TOOL_RESULT = "tool_result", "Tool result"
         ERROR = "error", "Error"
         FINAL = "final", "Final answer"
+        # Kinds that traces from other agents bring (OpenTelemetry GenAI / OpenInference).
+        AGENT = "agent", "Agent"
+        CHAIN = "chain", "Chain"
+        RETRIEVER = "retriever", "Retriever"
+        SPAN = "span", "Span"
 
     class Status(models.TextChoices):
         OK = "ok", "OK"
@@ -166,6 +182,8 @@ class Step(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["trace", "seq"], name="step_seq_unique_per_trace")
         ]
+        # Parents arriving after their children are found by span id.
+        indexes = [models.Index(fields=["trace", "span_id"])]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind} {self.name}"

@@ -25,6 +25,7 @@ def step_payload(step: Step) -> dict[str, Any]:
         "tool_call_id": step.tool_call_id,
         "span_id": step.span_id,
         "parent_span_id": step.parent_span_id,
+        "attributes": meta.get("attributes", {}),
         "started_at": step.started_at.isoformat() if step.started_at else None,
         "ended_at": step.ended_at.isoformat() if step.ended_at else None,
         "duration_ms": step.duration_ms,

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from . import annotation_views as annotation
-from . import views
+from . import api_ingest, views
 
 app_name = "traces"
 
@@ -17,6 +17,9 @@ urlpatterns = [
     path("api/traces", views.api_traces, name="api_traces"),
     path("traces/tool-calls/", views.tool_calls_view, name="tool_calls"),
     path("api/traces/<uuid:trace_id>", views.api_trace, name="api_trace"),
+    path("v1/traces", api_ingest.otlp_traces_view, name="otlp_traces"),
+    path("api/traces/import", api_ingest.api_trace_import, name="api_trace_import"),
+    path("api/traces/<uuid:trace_id>/export", api_ingest.api_trace_export, name="api_trace_export"),
     path("api/traces/<uuid:trace_id>/steps", views.api_trace_steps, name="api_trace_steps"),
     path(
         "api/traces/<uuid:trace_id>/steps/<int:seq>/full/<str:field>",
