@@ -284,33 +284,36 @@ def merge_deltas(
     floor_divisor = all(w > 0 for w in weights)
     out = torch.empty(numel, dtype=out_dtype, device=device)
 
+    weight_col = torch.tensor(weights, dtype=torch.float32, device=device).unsqueeze(1)
+    one = torch.ones((), device=device)
+
+    def rows_sum(rows: torch.Tensor) -> torch.Tensor:
+        total = torch.add(rows[0], rows[1]) if n > 1 else rows[0].clone()
+        for i in range(2, n):
+            total.add_(rows[i])
+        return total
+
     def chunk(start: int, end: int) -> None:
         bc = b_flat[start:end].to(device=device, dtype=torch.float32)
         deltas = _workspace(n, end - start, device)
         for i, x in enumerate(xs):
-            d = deltas[i]
-            d.copy_(x[start:end])  # then subtract: faster than a mixed-dtype sub, same values
-            d.sub_(bc)
-            keepers[i].keep_(d, start)
-            if keepers[i].scale != 1.0:
-                d.mul_(keepers[i].scale)
-            d.mul_(weights[i])
-        mixed = deltas[0].clone()
-        for i in range(1, n):
-            mixed.add_(deltas[i])
+            deltas[i].copy_(x[start:end])  # then subtract: faster than a mixed-dtype sub
+        deltas.sub_(bc)
+        for i, keeper in enumerate(keepers):
+            keeper.keep_(deltas[i], start)
+            if keeper.scale != 1.0:
+                deltas[i].mul_(keeper.scale)
+        deltas.mul_(weight_col)
+        mixed = rows_sum(deltas)
         if consensus:
             # elected sign: +1 where the summed weighted deltas are >= 0
-            sign = torch.copysign(torch.ones_like(mixed), mixed)
+            sign = torch.copysign(one, mixed)
             agreeing = deltas.mul_(sign).relu_()  # |delta| where the sign agrees, else 0
-            mixed = agreeing[0].clone()
-            for i in range(1, n):
-                mixed.add_(agreeing[i])
+            mixed = rows_sum(agreeing)
             mixed.mul_(sign)
             if normalize:
-                agree = agreeing.sign_()
-                divisor = agree[0].mul_(weights[0])
-                for i in range(1, n):
-                    divisor.add_(agree[i], alpha=weights[i])
+                # sign(agreeing) * w is exactly w or 0: summing those is exact in any order
+                divisor = rows_sum(agreeing.sign_().mul_(weight_col))
                 if floor_divisor:
                     divisor.clamp_(min=1e-30)
                 else:
