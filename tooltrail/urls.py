@@ -16,3 +16,6 @@ urlpatterns = [
     path("", include("agents.urls")),
     path("", include("toolsapp.urls")),
 ]
+
+# A 400 that says why (and a 413 for a body over the limit), JSON on the API.
+handler400 = "tooltrail.views.bad_request"

@@ -60,7 +60,9 @@ def test_viewers_read_but_cannot_import_or_start(viewer_client):
     dataset = _dataset()
     _agent()
     assert viewer_client.get("/datasets/").status_code == 200
-    assert "can read datasets but not import them" in viewer_client.get("/datasets/").content.decode()
+    assert (
+        "can read datasets but not import them" in viewer_client.get("/datasets/").content.decode()
+    )
     text = json.dumps({"question": "q", "expected_answer": "a"})
     assert (
         viewer_client.post(
