@@ -196,7 +196,12 @@ def trace_run(*, trace_id) -> Trace | None:
                 },
                 **options,
             )
-            outcome = strategy.run(trace.input, history=evaluation.get("messages"))
+            fork = trace.metadata.get("fork")
+            if fork:
+                # Re-run from a step of another trace (agents.services.agent_run_fork).
+                outcome = strategy.resume(fork)
+            else:
+                outcome = strategy.run(trace.input, history=evaluation.get("messages"))
         except RunCancelled:
             if watch.reason == "deadline":
                 return trace_finish(

@@ -35,4 +35,9 @@ urlpatterns = [
         eval_views.experiment_action_view,
         name="experiment_action",
     ),
+    path(
+        "traces/<uuid:trace_id>/steps/<int:seq>/fork/",
+        views.trace_fork_view,
+        name="trace_fork",
+    ),
 ]

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -9,10 +11,10 @@ from django.views.decorators.http import require_POST
 from toolsapp.selectors import toolset_tools
 from tooltrail.api import ApiError, api_view, json_body
 from traces.selectors import trace_list
-from traces.services import trace_payload
+from traces.serializers import trace_payload
 
 from .models import Agent
-from .services import EnqueueError, RunError, agent_run_start
+from .services import EnqueueError, RunError, agent_run_fork, agent_run_start
 
 
 def agent_list_view(request: HttpRequest) -> HttpResponse:
@@ -47,6 +49,36 @@ def agent_run_view(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect(agent.get_absolute_url())
     return redirect(trace.get_absolute_url())
+
+
+@require_POST
+def trace_fork_view(request: HttpRequest, trace_id, seq: int) -> HttpResponse:
+    """The debugger's "re-run from here": fork ``trace_id`` at tool call ``seq`` with the
+    posted ``arguments`` (JSON) and open the new, live trace."""
+    from traces.models import Trace
+    from traces.selectors import trace_get_for_user
+
+    try:
+        trace = trace_get_for_user(user=request.user, trace_id=trace_id)
+    except Trace.DoesNotExist:
+        raise Http404("no such trace") from None
+    back = f"{trace.get_absolute_url()}?step={seq}"
+    if not request.user.has_perm("agents.run_agent"):
+        messages.error(request, "Your role (viewer) cannot start runs.")
+        return redirect(back)
+    raw = request.POST.get("arguments", "")
+    try:
+        arguments = json.loads(raw)
+    except ValueError as exc:
+        messages.error(request, f"The arguments are not valid JSON: {exc}")
+        return redirect(back)
+    try:
+        new = agent_run_fork(trace=trace, seq=seq, arguments=arguments, user=request.user)
+    except RunError as exc:
+        messages.error(request, str(exc))
+        return redirect(back)
+    messages.success(request, f"Re-running from step #{seq} of {trace.name} with your edit.")
+    return redirect(new.get_absolute_url())
 
 
 @api_view(("POST",), permission="agents.run_agent")

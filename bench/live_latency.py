@@ -8,8 +8,9 @@ one Celery worker — and a scripted agent that emits about ``--rate`` steps a s
 for ``--seconds`` seconds (each reply: model call, tool call, tool result).
 
 1. Websocket: ``--clients`` JSON clients (bearer token) connect to the trace before the
-   run starts; for every step they receive we record ``time.time() - committed_at``
-   (``committed_at`` is stamped by the worker in the on-commit callback).
+   run starts (connected = greeted: catch-up and the trace's state received); for every
+   live step they receive (the frames of ``docs/events.md``, read with ``json.loads``) we
+   record ``time.time() - committed_at`` (stamped in the on-commit callback).
 2. Polling, for comparison: the same number of clients poll
    ``GET /api/traces/<id>/steps?after=N`` every ``--poll-ms`` ms during a second run;
    latency is measured against the commit times one websocket listener reports.
@@ -24,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -38,17 +38,9 @@ sys.path.insert(0, str(REPO))
 from tooltrail import launcher  # noqa: E402
 
 FINISHED = {"succeeded", "failed", "cancelled"}
-# A live step as traces.services encodes it: {"type": "step", "step": {"id": …, "trace_id":
-# …, "seq": N, …}, "committed_at": T}.
-LIVE_STEP = re.compile(
-    r'\{"type": "step", "step": \{"id": \d+, "trace_id": "[0-9a-f-]+", "seq": (\d+)'
-)
-COMMITTED_AT = re.compile(r'"committed_at": ([0-9.e+-]+)\}$')
-# A page of GET /api/traces/<id>/steps: {"trace": {…, "status": S, …}, "steps": [{…, "seq":
-# N, …}, …], "cursor": N, "more": B}.
-STEP_SEQ = re.compile(r'\{"id": \d+, "trace_id": "[0-9a-f-]+", "seq": (\d+)')
-TRACE_STATUS = re.compile(r'"status": "(\w+)"')
-PAGE_TAIL = re.compile(r'"cursor": (\d+), "more": (true|false)\}$')
+# The documented websocket frames (docs/events.md): a live event {"type": "step", "seq": N,
+# "committed_at": T, …}, several that arrived together {"type": "events", "events": [...]},
+# a catch-up {"type": "steps", "steps": [...]}, and the trace's state {"type": "trace", …}.
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -167,26 +159,23 @@ async def ws_client(
         max_queue=None,
         compression=None,
     ) as ws:
-        ready.set()
         async for raw in ws:
             now = time.time()
-            step = LIVE_STEP.match(raw)
-            stamp = step and COMMITTED_AT.search(raw, max(0, len(raw) - 64))
-            if stamp:
-                # Only the two fields we need: 20 clients share one Python process and
-                # one of two cores with the server, so decoding every step's full input
-                # (the whole conversation so far) would measure this harness, not Daphne.
-                committed_at = float(stamp.group(1))
-                out.append(now - committed_at)
-                commits[int(step.group(1))] = committed_at
-                got.append(int(step.group(1)))
-                sizes.append(len(raw))
-                continue
             data = json.loads(raw)
+            live = data["events"] if data["type"] == "events" else [data]
+            for event in live:
+                if event["type"] == "step":
+                    out.append(now - event["committed_at"])
+                    commits[event["seq"]] = event["committed_at"]
+                    got.append(event["seq"])
+                    sizes.append(len(raw) / len(live))
             if data["type"] == "steps":
                 for step in data["steps"]:  # catch-up: not live, not measured
                     commits.setdefault(step["seq"], None)
                     got.append(step["seq"])
+            elif data["type"] == "trace" and not ready.is_set():
+                # Connected: the server has sent this socket its catch-up and the state.
+                ready.set()
             elif data["type"] == "trace" and data["trace"]["status"] in FINISHED:
                 return got, data["trace"]["step_count"]
     raise RuntimeError("the socket closed before the trace finished")
@@ -207,14 +196,12 @@ async def poll_client(
         while True:
             response = await client.get(f"/api/traces/{trace_id}/steps", params={"after": cursor})
             now = time.time()
-            # As for the websocket clients: read the few fields needed, not every input.
-            text = response.text
-            for seq in STEP_SEQ.findall(text):
-                seen[int(seq)] = now
-            tail = PAGE_TAIL.search(text, max(0, len(text) - 64))
-            cursor = int(tail.group(1))
-            status = TRACE_STATUS.search(text).group(1)
-            if status in FINISHED and tail.group(2) == "false":
+            page = response.json()
+            for step in page["steps"]:
+                seen[step["seq"]] = now
+            cursor = page["cursor"]
+            status = page["trace"]["status"]
+            if status in FINISHED and not page["more"]:
                 return
             if stop.is_set():
                 return

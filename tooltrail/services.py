@@ -25,6 +25,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "agents.run_experiment",
         "agents.run_job",
         "traces.cancel_trace",
+        "traces.change_trace",
+        "traces.delete_trace",
         "traces.annotate",
         "traces.adjudicate",
         "traces.export",
@@ -35,6 +37,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     "annotator": [
         "agents.run_agent",
         "traces.cancel_trace",
+        "traces.change_trace",
         "traces.annotate",
         "traces.ingest_traces",
         "toolsapp.run_tool",

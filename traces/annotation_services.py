@@ -30,7 +30,6 @@ from .annotation_models import (
     Verdict,
 )
 from .annotation_selectors import labels_for, tool_schema_find
-from .broadcast import group_send_now, trace_group
 from .models import Step, Trace
 from .schema_check import schema_problems
 
@@ -72,32 +71,29 @@ def annotation_payload(annotation: Annotation) -> dict[str, Any]:
 
 
 def labels_broadcast(*, trace_id, step: Step | None) -> None:
-    """Once this commits, send the step's (or trace's) labels as they are then to
-    everyone watching the trace: one ``label.changed`` event, HTML and JSON."""
+    """Once this commits, tell everyone watching the trace that the step's (or trace's)
+    labels changed: one ``label`` event (docs/events.md); each server renders the
+    labels as committed (``labels_frames``), never a label that rolled back."""
+    from .events import event_send, label_event
 
-    def send() -> None:
-        labels = labels_for(trace_id=trace_id, step_id=step.id if step else None)
-        html = render_to_string(
-            "traces/_step_labels.html", {"labels_step": step, "labels": labels, "oob": True}
-        )
-        body = {
-            "type": "labels",
-            "trace_id": str(trace_id),
-            "step_seq": step.seq if step else None,
-            "labels": [annotation_payload(a) for a in labels],
-        }
-        group_send_now(
-            trace_group(trace_id),
-            {
-                "type": "label.changed",
-                "seq": step.seq if step else 0,
-                "html": html,
-                "json": json.dumps(body, default=str),
-            },
-        )
+    event_send(label_event(trace_id=trace_id, step_seq=step.seq if step else None))
 
-    # Built after the commit, from the committed labels: never a label that rolled back.
-    transaction.on_commit(send)
+
+def labels_frames(*, trace_id, step_seq: int | None) -> tuple[str, str]:
+    """The labels of step ``step_seq`` (None: of the trace) as they are now: the page's
+    HTML (out-of-band swap) and the JSON websocket frame."""
+    step = Step.objects.filter(trace_id=trace_id, seq=step_seq).first() if step_seq else None
+    labels = labels_for(trace_id=trace_id, step_id=step.id if step else None)
+    html = render_to_string(
+        "traces/_step_labels.html", {"labels_step": step, "labels": labels, "oob": True}
+    )
+    body = {
+        "type": "labels",
+        "trace_id": str(trace_id),
+        "step_seq": step.seq if step else None,
+        "labels": [annotation_payload(a) for a in labels],
+    }
+    return html, json.dumps(body, default=str)
 
 
 # --- checks -----------------------------------------------------------------------------

@@ -53,7 +53,7 @@ from .exporters import FORMATS
 from .exporters.files import ExportError
 from .models import Step, Trace
 from .selectors import model_call_conversation, trace_get_for_user
-from .services import step_payload
+from .serializers import step_payload
 
 CATEGORY_KEYS = "qwertyuiop"
 

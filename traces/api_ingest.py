@@ -19,8 +19,9 @@ from tooltrail.services import api_token_authenticate
 from .ingest.decode import PROTOBUF, IngestError, decompress, media_type, parse, response_body
 from .ingest.mapping import request_to_records
 from .models import Trace
-from .selectors import trace_get_for_user, traces_api_list
-from .services import TraceError, spans_ingest, trace_import, trace_payload
+from .selectors import trace_get_for_user
+from .serializers import trace_payload
+from .services import TraceError, spans_ingest, trace_import
 from .transfer import trace_export_json, trace_export_otlp
 
 logger = logging.getLogger(__name__)
@@ -142,18 +143,6 @@ class IngestBackpressure:
 
 
 # --- the trace list API, export and import ---------------------------------------------
-
-
-@api_view(("GET",))
-def api_traces(request: HttpRequest) -> JsonResponse:
-    """``GET /api/traces?otel_trace_id=<hex>``: newest first, at most ``limit`` (100)."""
-    try:
-        limit = min(max(int(request.GET.get("limit", 50)), 1), 100)
-    except ValueError:
-        raise ApiError("limit must be an integer") from None
-    otel_trace_id = request.GET.get("otel_trace_id", "").strip().lower()
-    traces = traces_api_list(user=request.user, otel_trace_id=otel_trace_id, limit=limit)
-    return JsonResponse({"traces": [trace_payload(t) for t in traces]})
 
 
 @api_view(("GET",))

@@ -58,7 +58,9 @@ def trace_group(trace_id: uuid.UUID | str) -> str:
     return f"trace.{trace_id}"
 
 
-def group_send_now(group: str, message: dict[str, Any]) -> None:
+def group_send_now(
+    group: str, message: dict[str, Any], *, timeout: float = SEND_TIMEOUT_SECONDS
+) -> None:
     """Send at once. A broadcast that fails is logged, never raised: the step is
     already saved, and a client catches up from the database by its cursor."""
     layer = get_channel_layer()
@@ -70,7 +72,7 @@ def group_send_now(group: str, message: dict[str, Any]) -> None:
         else:
             asyncio.run_coroutine_threadsafe(
                 layer.group_send(group, message), _sender_loop()
-            ).result(timeout=SEND_TIMEOUT_SECONDS)
+            ).result(timeout=timeout)
     except Exception:  # noqa: BLE001 - the saved data is the truth; live delivery is best effort
         logger.exception("broadcast to %s failed", group)
 

@@ -1,12 +1,15 @@
 """Live steps over a websocket: one consumer per trace, one for the trace list.
 
-``/ws/traces/<id>/?after=N`` first sends every saved step with ``seq > N``, then each
-new step as it is committed. Steps go out strictly in order, each exactly once: the
-consumer keeps a cursor, drops anything at or below it, and fills any gap from the
-database before sending. A browser that reconnects passes its cursor as ``after``.
+``/ws/traces/<id>/?after=N`` first sends every saved step with ``seq > N`` (in frames of
+bounded size), the calls in progress, and the trace's state; then each new event as it
+is committed. Steps go out strictly in order, each exactly once: the consumer keeps a
+cursor, drops anything at or below it, and fills any gap from the database before
+sending. A browser that reconnects passes its cursor as ``after``.
 
-By default messages are HTML fragments with ``hx-swap-oob`` for the htmx ws extension;
-``?format=json`` gives JSON for programs (the SDK, the latency benchmark).
+Events reach the sockets through this process's hub (``traces.fanout``), one channel
+layer subscription per process. By default messages are HTML fragments with
+``hx-swap-oob`` for the htmx ws extension; ``?format=json`` gives JSON for programs
+(see ``docs/events.md``).
 """
 
 from __future__ import annotations
@@ -29,31 +32,24 @@ from tooltrail.services import api_token_authenticate
 from tooltrail.ws_auth import WsCredential, ws_credential_valid
 
 from .broadcast import TRACE_LIST_GROUP, trace_group
+from .events import CALL_ENDED, CALL_STARTED, LABEL, STEP, TRACE
+from .fanout import Batch, Event, hub_for
 from .models import Trace
-from .rendering import step_live_html
-from .selectors import steps_after, trace_get_for_user
-from .services import step_payload, trace_payload
+from .rendering import call_started_html, step_weight, steps_append_html
+from .selectors import calls_in_progress, steps_after, steps_for_tree, trace_get_for_user
+from .serializers import step_payload, trace_payload
 
 logger = logging.getLogger(__name__)
 
-CATCH_UP_BATCH = 200
-LIVE_EVENTS = {
-    "step.created": "step_created",
-    "trace.updated": "trace_updated",
-    "trace.listed": "trace_listed",
-    "label.changed": "label_changed",
-}
+CATCH_UP_BATCH = 200  # steps read per query
+FRAME_BYTES = 256 * 1024  # a catch-up frame holds at most this much (or one bigger step)
 
 
 class _AuthenticatedConsumer(AsyncWebsocketConsumer):
-    async def dispatch(self, message: dict) -> None:
-        # Channels closes stale database connections before every handler, a thread hop
-        # per message per socket. Live events touch the database only through
-        # database_sync_to_async (a gap to fill), which does that clean-up itself.
-        if message["type"] in LIVE_EVENTS:
-            await getattr(self, LIVE_EVENTS[message["type"]])(message)
-        else:
-            await super().dispatch(message)
+    """A socket fed by the process's hub: ``deliver`` queues events, and one task per
+    socket handles them in order (catch-ups from the database included)."""
+
+    group = ""
 
     async def _user(self):
         user = self.scope.get("user")
@@ -110,6 +106,46 @@ class _AuthenticatedConsumer(AsyncWebsocketConsumer):
         parsed = parse_qs(raw.decode("utf-8", "replace")[:4096])
         return {k: v[-1] for k, v in parsed.items()}
 
+    async def _join(self) -> None:
+        """Join the hub with delivery held back: what arrives meanwhile waits in the
+        backlog until ``_release``."""
+        self.backlog: list[Event] = []
+        self.busy = True
+        self.hub = hub_for(self.channel_layer)
+        await self.hub.join(self.group, self)
+
+    def _release(self) -> None:
+        self.busy = False
+        if self.backlog:
+            self._start_drain()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "hub", None) is not None:
+            await self.hub.leave(self.group, self)
+
+    async def deliver(self, batch: Batch) -> None:
+        self.backlog.extend(batch.events)
+        if not self.busy:
+            self._start_drain()
+
+    def _start_drain(self) -> None:
+        self.busy = True
+        asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.backlog:
+                event = self.backlog.pop(0)
+                await self.handle(event)
+        except Exception:  # noqa: BLE001 - a closed socket; the client reconnects with its cursor
+            logger.exception("a websocket of %s failed", self.group)
+            self.backlog.clear()
+        finally:
+            self.busy = False
+
+    async def handle(self, event: Event) -> None:
+        raise NotImplementedError
+
 
 class TraceConsumer(_AuthenticatedConsumer):
     async def connect(self) -> None:
@@ -134,75 +170,132 @@ class TraceConsumer(_AuthenticatedConsumer):
         self.group = trace_group(self.trace_id)
         # Join first, then read: a step committed in between arrives twice (once from
         # the read, once live) and the cursor drops the second; none is missed.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._join()
         await self.accept()
-        await self._catch_up()
-        await self._send_trace_state()
+        try:
+            # One trip to the database thread for the whole greeting: with many sockets
+            # connecting at once, each trip waits behind everyone else's.
+            frames, complete = await database_sync_to_async(self._greeting)()
+            for frame in frames:
+                await self.send(text_data=frame)
+            if not complete:  # a long trace: the rest of its steps, frame by frame
+                await self._catch_up()
+                for frame in await database_sync_to_async(self._state)():
+                    await self.send(text_data=frame)
+        finally:
+            self._release()
 
-    async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+    async def deliver(self, batch: Batch) -> None:
+        # The hot path: the whole batch follows this socket's cursor, so the frame the
+        # hub built once goes out as it is.
+        if (
+            not self.busy
+            and batch.simple
+            and (batch.first is None or batch.first == self.cursor + 1)
+        ):
+            await self.send(text_data=batch.frame(as_json=self.as_json))
+            if batch.last is not None:
+                self.cursor = batch.last
+            return
+        await super().deliver(batch)
+
+    async def handle(self, event: Event) -> None:
+        if event.type == STEP:
+            if event.seq <= self.cursor:
+                return
+            if event.seq > self.cursor + 1:
+                await self._catch_up(upto=event.seq)
+                return
+            await self.send(text_data=event.json() if self.as_json else event.html())
+            self.cursor = event.seq
+        elif event.type == TRACE:
+            # Pub/sub delivers at most once: a lost step message shows only as a gap before
+            # the next one, and the run's last step has no next one but this status change.
+            trace = event.trace()
+            if trace is not None and trace.step_count > self.cursor:
+                await self._catch_up()
+            if self.as_json:
+                await self.send(text_data=event.trace_json())
+            else:
+                await self.send(text_data=event.trace_html("traces/_trace_status_oob.html"))
+        elif event.type == LABEL:
+            html, as_json = await event.label_frames()
+            await self.send(text_data=as_json if self.as_json else html)
+        elif event.type in (CALL_STARTED, CALL_ENDED):
+            await self.send(text_data=event.json() if self.as_json else event.html())
 
     async def _catch_up(self, upto: int | None = None) -> None:
         while True:
-            batch = await database_sync_to_async(self._load_batch)()
-            if not batch:
-                return
-            await self._send_steps(batch)
-            if len(batch) < CATCH_UP_BATCH or (upto is not None and self.cursor >= upto):
+            frames, last, count = await database_sync_to_async(self._load_frames)()
+            for frame in frames:
+                await self.send(text_data=frame)
+            if last:
+                self.cursor = last
+            if count < CATCH_UP_BATCH or (upto is not None and self.cursor >= upto):
                 return
 
-    async def _send_trace_state(self) -> None:
-        """The trace's status as it is now. Status changes are broadcast once, so a socket
-        that was away when the run ended would otherwise show "running" for ever."""
-        await self.send(text_data=await database_sync_to_async(self._render_trace_state)())
+    def _load_frames(self) -> tuple[list[str], int, int]:
+        """The next steps after the cursor, as frames of at most FRAME_BYTES each."""
+        # Pages need no model-call inputs for their rows (the bulk of a long trace).
+        read = steps_after if self.as_json else steps_for_tree
+        steps = read(trace_id=self.trace_id, after=self.cursor, limit=CATCH_UP_BATCH)
+        frames: list[str] = []
+        parts: list[str] = []
+        group: list = []
+        size = 0
 
-    def _render_trace_state(self) -> str:
+        def flush() -> None:
+            if self.as_json and parts:
+                frames.append('{"type": "steps", "steps": [' + ", ".join(parts) + "]}")
+            elif group:
+                frames.append(steps_append_html(group))
+            parts.clear()
+            group.clear()
+
+        for step in steps:
+            part = json.dumps(step_payload(step), default=str) if self.as_json else ""
+            weight = len(part) if self.as_json else step_weight(step)
+            if (parts or group) and size + weight > FRAME_BYTES:
+                flush()
+                size = 0
+            if self.as_json:
+                parts.append(part)
+            else:
+                group.append(step)
+            size += weight
+        flush()
+        return frames, (steps[-1].seq if steps else 0), len(steps)
+
+    def _greeting(self) -> tuple[list[str], bool]:
+        """The first frames: saved steps after the cursor (up to one read), then, if that
+        was all of them, the calls in progress and the trace's state. Advances the
+        cursor. Returns the frames and whether they are the whole greeting."""
+        frames, last, count = self._load_frames()
+        if last:
+            self.cursor = last
+        if count >= CATCH_UP_BATCH:
+            return frames, False
+        return [*frames, *self._state()], True
+
+    def _state(self) -> list[str]:
+        """The calls in progress and the trace's status as it is now (status changes are
+        broadcast once: a socket away when the run ended would show "running" for ever)."""
+        frames = []
+        for call in calls_in_progress(trace_id=self.trace_id):
+            event = {"type": CALL_STARTED, "trace": str(self.trace_id), "call": call}
+            frames.append(json.dumps(event) if self.as_json else call_started_html(event))
         trace = Trace.objects.get(pk=self.trace_id)
         if self.as_json:
-            return json.dumps({"type": "trace", "trace": trace_payload(trace)})
-        return render_to_string("traces/_trace_status_oob.html", {"trace": trace})
-
-    def _load_batch(self) -> list[tuple[int, dict, str]]:
-        steps = steps_after(trace_id=self.trace_id, after=self.cursor, limit=CATCH_UP_BATCH)
-        return [(s.seq, step_payload(s), "" if self.as_json else step_live_html(s)) for s in steps]
-
-    async def _send_steps(self, batch: list[tuple[int, dict, str]]) -> None:
-        if self.as_json:
-            await self.send(
-                text_data=json.dumps({"type": "steps", "steps": [p for _, p, _ in batch]})
-            )
+            frames.append(json.dumps({"type": "trace", "trace": trace_payload(trace)}))
         else:
-            await self.send(text_data="".join(html for _, _, html in batch))
-        self.cursor = batch[-1][0]
-
-    async def step_created(self, event: dict) -> None:
-        seq = event["seq"]
-        if seq <= self.cursor:
-            return
-        if seq > self.cursor + 1:
-            await self._catch_up(upto=seq)
-            return
-        await self.send(text_data=event["json"] if self.as_json else event["html"])
-        self.cursor = seq
-
-    async def label_changed(self, event: dict) -> None:
-        """A step's labels changed: the redrawn labels (or their JSON)."""
-        await self.send(text_data=event["json"] if self.as_json else event["html"])
-
-    async def trace_updated(self, event: dict) -> None:
-        # Pub/sub delivers at most once: a lost step message shows only as a gap before
-        # the next one, and the run's last step has no next one but this status change.
-        if event["trace"].get("step_count", 0) > self.cursor:
-            await self._catch_up()
-        if self.as_json:
-            await self.send(text_data=json.dumps({"type": "trace", "trace": event["trace"]}))
-        else:
-            await self.send(text_data=event["html"])
+            frames.append(render_to_string("traces/_trace_status_oob.html", {"trace": trace}))
+        return frames
 
 
 class TraceListConsumer(_AuthenticatedConsumer):
     """Status changes and new traces for the trace list page."""
+
+    group = TRACE_LIST_GROUP
 
     async def connect(self) -> None:
         if await self._user() is None:
@@ -214,28 +307,29 @@ class TraceListConsumer(_AuthenticatedConsumer):
         # (the first page, matching the filters).
         self.status_filter = query.get("status", "")
         self.agent_filter = query.get("agent", "")
-        self.first_page = query.get("page", "1") in ("", "1")
-        await self.channel_layer.group_add(TRACE_LIST_GROUP, self.channel_name)
+        self.first_page = query.get("page", "1") in ("", "1") and not query.get("before")
+        await self._join()
         await self.accept()
+        self._release()
 
-    async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(TRACE_LIST_GROUP, self.channel_name)
-
-    async def _forward(self, event: dict) -> None:
+    async def handle(self, event: Event) -> None:
+        if event.type != TRACE:
+            return
+        trace = event.trace()
+        if trace is None:
+            return
+        if event.data.get("created"):
+            if not self.first_page:
+                return
+            if self.status_filter and trace.status != self.status_filter:
+                return
+            if self.agent_filter and trace.agent_slug != self.agent_filter:
+                return
         if self.as_json:
-            await self.send(text_data=json.dumps({"type": "trace", "trace": event["trace"]}))
+            await self.send(text_data=event.trace_json())
         else:
-            await self.send(text_data=event["html"])
-
-    async def trace_updated(self, event: dict) -> None:
-        await self._forward(event)
-
-    async def trace_listed(self, event: dict) -> None:
-        trace = event["trace"]
-        if not self.first_page:
-            return
-        if self.status_filter and trace["status"] != self.status_filter:
-            return
-        if self.agent_filter and trace["agent_slug"] != self.agent_filter:
-            return
-        await self._forward(event)
+            await self.send(
+                text_data=event.trace_html(
+                    "traces/_trace_row_oob.html", created=bool(event.data.get("created"))
+                )
+            )

@@ -65,10 +65,28 @@ class Trace(models.Model):
     otel_trace_id = models.CharField(
         max_length=32, blank=True, db_index=True, help_text="OTLP trace id (hex), if ingested."
     )
+    model_calls = models.PositiveIntegerField(default=0)
+    tool_calls = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    forked_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="forks",
+        help_text="The trace this one re-runs from a step of.",
+    )
+    fork_seq = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The step of forked_from this run starts from."
+    )
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            # The trace list's keyset: newest first, id as the tie-break.
+            models.Index(fields=["-created_at", "-id"], name="trace_list_keyset"),
+        ]
         permissions = [
             ("cancel_trace", "Can cancel any running or queued trace"),
             ("ingest_traces", "Can send traces (OTLP, SDK) and import them"),
@@ -104,6 +122,21 @@ class Trace(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cost(self) -> float | None:
+        """What the model calls cost at the price the run recorded in its metadata
+        (``{"price": {"prompt_per_1k": …, "completion_per_1k": …}}``); None without one."""
+        price = self.metadata.get("price") if isinstance(self.metadata, dict) else None
+        if not isinstance(price, dict):
+            return None
+        try:
+            return (
+                self.prompt_tokens * float(price.get("prompt_per_1k") or 0)
+                + self.completion_tokens * float(price.get("completion_per_1k") or 0)
+            ) / 1000
+        except (TypeError, ValueError):
+            return None
 
 
 class Step(models.Model):
@@ -181,6 +214,41 @@ class StepBlob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.step} {self.field} ({self.size} bytes)"
+
+
+class TraceTag(models.Model):
+    """A free-form label on a trace ("regression", "good-example"), for finding it again."""
+
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["trace", "name"], name="trace_tag_unique")]
+        indexes = [models.Index(fields=["name"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SavedFilter(models.Model):
+    """A named query of the trace list, per user."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_trace_filters"
+    )
+    name = models.CharField(max_length=100)
+    query = models.CharField(max_length=2000, help_text="The list's query string.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="saved_filter_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 from .annotation_models import (  # noqa: E402,F401 - Django finds the app's models here

@@ -7,6 +7,7 @@ channel group. A step is durable before anyone sees it.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -17,15 +18,15 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import BooleanField, DateTimeField, ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Now
-from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import slugify
 
-from .broadcast import TRACE_LIST_GROUP, group_send_on_commit, trace_group
+from .events import event_send, step_event, trace_event
 from .ingest.mapping import StepRecord
 from .limits import text_cap, text_clean, text_size, value_cap
 from .models import Step, StepBlob, Trace
-from .rendering import step_live_html, totals_oob_html
+
+logger = logging.getLogger(__name__)
 
 _STEP_KINDS = frozenset(Step.Kind.values)
 
@@ -34,73 +35,9 @@ class TraceError(Exception):
     """A trace cannot take this change (finished, unknown parent, …)."""
 
 
-def step_payload(step: Step) -> dict[str, Any]:
-    """The JSON form of a step, as the API and JSON websocket clients get it."""
-    return {
-        "id": step.id,
-        "trace_id": str(step.trace_id),
-        "seq": step.seq,
-        "parent_seq": step.metadata.get("parent_seq") if isinstance(step.metadata, dict) else None,
-        "kind": step.kind,
-        "name": step.name,
-        "status": step.status,
-        "input": step.input,
-        "output": step.output,
-        "error": step.error,
-        "tool_call_id": step.tool_call_id,
-        "started_at": step.started_at.isoformat() if step.started_at else None,
-        "ended_at": step.ended_at.isoformat() if step.ended_at else None,
-        "duration_ms": step.duration_ms,
-        "prompt_tokens": step.prompt_tokens,
-        "completion_tokens": step.completion_tokens,
-        "span_id": step.span_id,
-        "parent_span_id": step.parent_span_id,
-        "attributes": step.metadata.get("attributes", {}),
-    }
-
-
-def trace_payload(trace: Trace) -> dict[str, Any]:
-    return {
-        "id": str(trace.id),
-        "name": trace.name,
-        "agent_slug": trace.agent_slug,
-        "status": trace.status,
-        "input": trace.input,
-        "output": trace.output,
-        "error": trace.error,
-        "created_at": trace.created_at.isoformat() if trace.created_at else None,
-        "started_at": trace.started_at.isoformat() if trace.started_at else None,
-        "ended_at": trace.ended_at.isoformat() if trace.ended_at else None,
-        "duration_seconds": trace.duration_seconds,
-        "step_count": trace.step_count,
-        "prompt_tokens": trace.prompt_tokens,
-        "completion_tokens": trace.completion_tokens,
-        "source": trace.source,
-        "otel_trace_id": trace.otel_trace_id,
-    }
-
-
 def _trace_broadcast(trace: Trace, *, created: bool = False) -> None:
-    """Tell the trace page and the trace list that the trace changed. A trace just
-    created has no page open yet (a socket that joins later reads it from the
-    database), so only the list hears of it."""
-    if not created:
-        message = {
-            "type": "trace.updated",
-            "trace": trace_payload(trace),
-            "html": render_to_string("traces/_trace_status_oob.html", {"trace": trace}),
-        }
-        group_send_on_commit(trace_group(trace.id), message)
-    group_send_on_commit(
-        TRACE_LIST_GROUP,
-        {
-            "type": "trace.listed" if created else "trace.updated",
-            "trace": trace_payload(trace),
-            "html": render_to_string(
-                "traces/_trace_row_oob.html", {"trace": trace, "created": created}
-            ),
-        },
-    )
+    """Tell the trace page and the trace list that the trace changed."""
+    event_send(trace_event(trace=trace, created=created))
 
 
 def trace_create(
@@ -211,6 +148,9 @@ def _step_build(
         if parent.trace_id != trace_id:
             raise TraceError("a step's parent must belong to the same trace")
         meta["parent_seq"] = parent.seq
+        meta["depth"] = _depth_under(parent)
+    elif not isinstance(meta.get("parent_seq"), int):
+        meta["depth"] = 0
     return Step(
         trace_id=trace_id,
         seq=seq,
@@ -232,38 +172,58 @@ def _step_build(
     )
 
 
-def _step_message(step: Step, *, trace: Trace, prompt_tokens: int, completion_tokens: int, now):
-    """The broadcast for a step that ends a write (one step, or the last of a batch):
-    a client one step behind appends it, one further behind fills the gap from the
-    database by its cursor."""
-    payload = step_payload(step)
-    # Both forms are finished text: every listening socket sends them as they are,
-    # rather than each decoding a nested payload and encoding its own JSON.
-    html = step_live_html(step) + totals_oob_html(
-        step_count=step.seq,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        duration_ms=(now - trace.started_at).total_seconds() * 1000 if trace.started_at else None,
-    )
-    message = {"type": "step.created", "seq": step.seq, "html": html}
+def _depth_under(parent: Step) -> int:
+    depth = parent.metadata.get("depth") if isinstance(parent.metadata, dict) else None
+    return (depth if isinstance(depth, int) else 0) + 1
 
-    def stamp() -> None:
-        # Stamped in the on-commit callback, so it is the moment the step became
-        # durable; the latency benchmark measures from here to the browser.
-        message["committed_at"] = time.time()
-        message["json"] = json.dumps(
-            {"type": "step", "step": payload, "committed_at": message["committed_at"]},
-            default=str,
-        )
 
-    transaction.on_commit(stamp)
-    group_send_on_commit(trace_group(trace.id), message)
+def _counters_for(steps: Sequence[Step]) -> dict[str, Any]:
+    """The trace's counters moved by ``steps`` (an update's keyword arguments)."""
+    counters: dict[str, Any] = {}
+    for field, count in (
+        ("model_calls", sum(s.kind == Step.Kind.MODEL_CALL for s in steps)),
+        ("tool_calls", sum(s.kind == Step.Kind.TOOL_CALL for s in steps)),
+        ("error_count", sum(s.status == Step.Status.ERROR for s in steps)),
+    ):
+        if count:
+            counters[field] = F(field) + count
+    return counters
+
+
+def _step_message(step: Step, *, trace: Trace, now, steps: Sequence[Step] | None = None):
+    """The ``step`` event for a step that ends a write (one step, or the last of a
+    batch: a client one step behind appends it, one further behind fills the gap from
+    the database by its cursor). ``trace`` is as locked before the write; ``steps``
+    all the steps the write saved (default: just ``step``)."""
+    written = list(steps) if steps is not None else [step]
+    totals = {
+        "step_count": step.seq,
+        "prompt_tokens": trace.prompt_tokens + sum(s.prompt_tokens for s in written),
+        "completion_tokens": trace.completion_tokens + sum(s.completion_tokens for s in written),
+        "model_calls": trace.model_calls + sum(s.kind == Step.Kind.MODEL_CALL for s in written),
+        "tool_calls": trace.tool_calls + sum(s.kind == Step.Kind.TOOL_CALL for s in written),
+        "error_count": trace.error_count + sum(s.status == Step.Status.ERROR for s in written),
+        "duration_ms": (now - trace.started_at).total_seconds() * 1000
+        if trace.started_at
+        else None,
+    }
+    event_send(step_event(step=step, totals=totals))
 
 
 def _trace_lock_for_steps(trace_id: uuid.UUID | str) -> Trace:
     trace = (
         Trace.objects.select_for_update()
-        .only("id", "step_count", "status", "prompt_tokens", "completion_tokens", "started_at")
+        .only(
+            "id",
+            "step_count",
+            "status",
+            "prompt_tokens",
+            "completion_tokens",
+            "started_at",
+            "model_calls",
+            "tool_calls",
+            "error_count",
+        )
         .get(pk=trace_id)
     )
     if trace.is_finished:
@@ -322,23 +282,19 @@ def step_record(
             now=now,
         )
         step.save(force_insert=True)
+        counters = _counters_for([step])
         if blobs:
             _blobs_save(step, blobs)
         Trace.objects.filter(pk=trace.id).update(
+            **counters,
             step_count=seq,
             prompt_tokens=F("prompt_tokens") + prompt_tokens,
             completion_tokens=F("completion_tokens") + completion_tokens,
             heartbeat_at=Now(),
         )
-    # The message is built after the lock is released (on SQLite, the database-wide
+    # The event is built after the lock is released (on SQLite, the database-wide
     # write lock); on_commit still waits for a caller's outer transaction, if any.
-    _step_message(
-        step,
-        trace=trace,
-        prompt_tokens=trace.prompt_tokens + prompt_tokens,
-        completion_tokens=trace.completion_tokens + completion_tokens,
-        now=now,
-    )
+    _step_message(step, trace=trace, now=now)
     return step
 
 
@@ -493,6 +449,7 @@ def steps_record_bulk(
                     parent = by_span[step.parent_span_id]
                     step.parent = parent
                     step.metadata["parent_seq"] = parent.seq
+                    step.metadata["depth"] = _depth_under(parent)
             Step.objects.bulk_create(levels[level])
             by_span.update({s.span_id: s for s in levels[level]})
         # Children that came first, waiting for one of these parents.
@@ -511,6 +468,7 @@ def steps_record_bulk(
         for orphan in orphans:
             orphan.parent = by_span[orphan.parent_span_id]
             orphan.metadata["parent_seq"] = orphan.parent.seq
+            orphan.metadata["depth"] = _depth_under(orphan.parent)
         if orphans:
             Step.objects.bulk_update(orphans, ["parent", "metadata"])
         if blobs:
@@ -519,6 +477,7 @@ def steps_record_bulk(
         completion = sum(s.completion_tokens for s in created)
         earliest = min(s.started_at for s in created)
         changes: dict[str, Any] = {
+            **_counters_for(created),
             "step_count": seq,
             "prompt_tokens": F("prompt_tokens") + prompt,
             "completion_tokens": F("completion_tokens") + completion,
@@ -530,13 +489,7 @@ def steps_record_bulk(
     created.sort(key=lambda s: s.seq)
     if not broadcast:
         return created
-    _step_message(
-        created[-1],
-        trace=trace,
-        prompt_tokens=trace.prompt_tokens + prompt,
-        completion_tokens=trace.completion_tokens + completion,
-        now=now,
-    )
+    _step_message(created[-1], trace=trace, now=now, steps=created)
     return created
 
 
@@ -580,6 +533,7 @@ def trace_cancel(*, trace_id: uuid.UUID | str) -> Trace:
             raise TraceError(f"trace is already {trace.status}")
         trace.cancel_requested = True
         trace.save(update_fields=["cancel_requested"])
+        _trace_broadcast(trace)  # the badge says "Cancelling…" until the run stops
         # Decided under the same lock: a worker cannot start it in between.
         if trace.status == Trace.Status.QUEUED:
             return trace_finish(
@@ -659,6 +613,157 @@ def traces_reap_stale(*, stale_after: float | None = None) -> list[Trace]:
                 )
             reaped.append(trace_finish(trace_id=trace_id, status=Trace.Status.FAILED, error=error))
     return reaped
+
+
+def call_started(
+    *,
+    trace_id: uuid.UUID | str,
+    kind: str,
+    name: str,
+    parent_seq: int | None = None,
+    call_id: str = "",
+) -> str:
+    """A model call (``kind="model"``) or tool call (``kind="tool"``) starts: show it at
+    once as running. Nothing is written to the database; the call is kept in Redis until
+    ``call_ended`` (or its TTL) so a page that reconnects mid-call still shows it.
+    Returns the call's id, to pass to ``call_ended``. Never raises: a failed broadcast
+    must not fail the run."""
+    from .calls import calls_store
+    from .events import CALL_STARTED, call_event
+
+    if kind not in ("model", "tool"):
+        raise TraceError(f"unknown call kind {kind!r}")
+    call = {
+        "id": call_id or uuid.uuid4().hex,
+        "kind": kind,
+        "name": name[:200],
+        "parent_seq": parent_seq,
+        "started_at": time.time(),
+    }
+    try:
+        calls_store(trace_id=trace_id, call=call)
+    except Exception:  # noqa: BLE001 - live display is best effort; the steps are the record
+        logger.exception("could not keep call %s of trace %s", call["id"], trace_id)
+    event_send(call_event(type=CALL_STARTED, trace_id=trace_id, call=call))
+    return call["id"]
+
+
+def call_ended(*, trace_id: uuid.UUID | str, call_id: str) -> None:
+    """The call ``call_id`` ended (its step, if any, is saved by now)."""
+    from .calls import calls_forget
+    from .events import CALL_ENDED, call_event
+
+    try:
+        calls_forget(trace_id=trace_id, call_id=call_id)
+    except Exception:  # noqa: BLE001 - see call_started
+        logger.exception("could not forget call %s of trace %s", call_id, trace_id)
+    event_send(call_event(type=CALL_ENDED, trace_id=trace_id, call={"id": call_id}))
+
+
+TAG_MAX = 64
+
+
+def _tag_check(tag: str) -> str:
+    tag = (tag or "").strip()
+    if not tag:
+        raise TraceError("give a tag name")
+    if len(tag) > TAG_MAX:
+        raise TraceError(f"a tag is at most {TAG_MAX} characters")
+    return tag
+
+
+def traces_tag(*, trace_ids: list, tag: str, remove: bool = False) -> int:
+    """Add (or remove) ``tag`` on each of the traces. Returns how many changed."""
+    from .models import TraceTag
+
+    tag = _tag_check(tag)
+    ids = list(Trace.objects.filter(pk__in=trace_ids).values_list("id", flat=True))
+    with transaction.atomic():
+        if remove:
+            return TraceTag.objects.filter(trace_id__in=ids, name=tag).delete()[0]
+        existing = set(
+            TraceTag.objects.filter(trace_id__in=ids, name=tag).values_list("trace_id", flat=True)
+        )
+        new = [TraceTag(trace_id=i, name=tag) for i in ids if i not in existing]
+        TraceTag.objects.bulk_create(new)
+        return len(new)
+
+
+def traces_delete(*, trace_ids: list) -> int:
+    """Delete finished traces with their steps. Running or queued traces are kept (a
+    worker is writing them); returns how many were deleted."""
+    with transaction.atomic():
+        qs = Trace.objects.filter(pk__in=trace_ids, status__in=Trace.FINISHED)
+        count = qs.count()
+        qs.delete()
+    return count
+
+
+def saved_filter_save(*, user, name: str, query: str):
+    """Save (or replace) the user's named filter of the trace list."""
+    from .models import SavedFilter
+
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise TraceError("a saved filter needs a name of 1 to 100 characters")
+    if len(query) > 2000:
+        raise TraceError("that filter is too long to save")
+    saved, _ = SavedFilter.objects.update_or_create(user=user, name=name, defaults={"query": query})
+    return saved
+
+
+def saved_filter_delete(*, user, filter_id: int) -> None:
+    from .models import SavedFilter
+
+    SavedFilter.objects.filter(user=user, pk=filter_id).delete()
+
+
+def trace_fork_create(
+    *,
+    source: Trace,
+    fork_seq: int,
+    input: str,
+    agent_slug: str = "",
+    created_by=None,
+    metadata: dict[str, Any] | None = None,
+) -> Trace:
+    """A new queued trace that re-runs ``source`` from its step ``fork_seq``: it starts
+    with copies of the steps before that one (same numbers, same parents, same totals)
+    and records where it came from. The caller enqueues its run."""
+    if not Step.objects.filter(trace_id=source.id, seq=fork_seq).exists():
+        raise TraceError(f"trace {source.id} has no step #{fork_seq}")
+    with transaction.atomic():
+        trace = Trace.objects.create(
+            name=source.name,
+            input=input,
+            agent_slug=agent_slug or source.agent_slug,
+            source=source.source,
+            created_by=created_by,
+            metadata=metadata or {},
+            forked_from=source,
+            fork_seq=fork_seq,
+        )
+        copies: dict[int, Step] = {}
+        for old in Step.objects.filter(trace_id=source.id, seq__lt=fork_seq).order_by("seq"):
+            old_id, old_parent = old.id, old.parent_id
+            old.pk = None
+            old.trace = trace
+            old.parent = copies.get(old_parent)
+            copies[old_id] = old
+            # One by one: each copy needs its new id before its children point at it.
+            old.save(force_insert=True)
+        kept = list(copies.values())
+        Trace.objects.filter(pk=trace.id).update(
+            step_count=len(kept),
+            prompt_tokens=sum(s.prompt_tokens for s in kept),
+            completion_tokens=sum(s.completion_tokens for s in kept),
+            model_calls=sum(s.kind == Step.Kind.MODEL_CALL for s in kept),
+            tool_calls=sum(s.kind == Step.Kind.TOOL_CALL for s in kept),
+            error_count=sum(s.status == Step.Status.ERROR for s in kept),
+        )
+        trace.refresh_from_db()
+        _trace_broadcast(trace, created=True)
+    return trace
 
 
 # --- ingested traces (OTLP, the SDK) --------------------------------------------------

@@ -7,7 +7,9 @@
 
 ``arguments`` may be an object (sent as its JSON text) or a string sent as it is, so a
 script can replay a model that wrote broken JSON. Reply *n* answers the *n*-th model
-call of the run; when the script runs out the backend raises ModelError.
+call of the run (a run resumed from a fork point calls ``continue_from`` first, and goes
+on at the reply after the assistant turns it already holds); when the script runs out
+the backend raises ModelError.
 
 ``endpoint.config["script_by_input"]`` maps a run's last user message to its own list of
 replies (a recording of a model on a dataset): a run whose question is not in it gets
@@ -35,6 +37,24 @@ class ScriptedBackend:
         self.script = script if isinstance(script, list) else None
         self.turn = 0
 
+    def continue_from(self, messages: list[dict[str, Any]]) -> None:
+        """The conversation so far was recorded elsewhere (a fork of an earlier run):
+        skip the replies it already holds."""
+        self._pick(messages)
+        self.turn = sum(1 for m in messages if m.get("role") == "assistant")
+
+    def _pick(self, messages: list[dict[str, Any]]) -> None:
+        if self.by_input is None:
+            return
+        question = next(
+            (m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""
+        )
+        recorded = self.by_input.get(str(question))
+        if isinstance(recorded, list):
+            self.script = recorded
+        elif self.script is None:
+            raise ModelError(f"the script has no replies for the question {str(question)[:200]!r}")
+
     def complete(
         self,
         messages: list[dict[str, Any]],
@@ -42,17 +62,8 @@ class ScriptedBackend:
         *,
         cancel: threading.Event | None = None,
     ) -> ModelReply:
-        if self.turn == 0 and self.by_input is not None:
-            question = next(
-                (m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""
-            )
-            recorded = self.by_input.get(str(question))
-            if isinstance(recorded, list):
-                self.script = recorded
-            elif self.script is None:
-                raise ModelError(
-                    f"the script has no replies for the question {str(question)[:200]!r}"
-                )
+        if self.turn == 0:
+            self._pick(messages)
         if self.turn >= len(self.script):
             raise ModelError(
                 f"the script has only {len(self.script)} replies; the run asked for more"

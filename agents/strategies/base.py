@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from agents.llm import ModelBackend, ModelError, ModelReply
 from traces.models import Step
-from traces.services import step_record
+from traces.services import call_ended, call_started, step_record
 
 
 class RunCancelled(Exception):
@@ -69,9 +69,17 @@ class Conversation:
         }
         meta = {**(metadata or {}), **({"role": self.role} if self.role else {})}
         started = timezone.now()
+        # Shown as running on the trace page until its step is saved (or it fails).
+        call_id = call_started(
+            trace_id=self.trace_id,
+            kind="model",
+            name=self.role or "model",
+            parent_seq=parent.seq if parent is not None else None,
+        )
         try:
             reply = self.backend.complete(self.messages, tool_specs)
         except ModelError as exc:
+            call_ended(trace_id=self.trace_id, call_id=call_id)
             step_record(
                 trace_id=self.trace_id,
                 kind=Step.Kind.ERROR,
@@ -96,6 +104,7 @@ class Conversation:
             parent=parent,
             metadata=meta or None,
         )
+        call_ended(trace_id=self.trace_id, call_id=call_id)
         self.sent, self.previous_seq = len(self.messages), step.seq
         self.messages.append(reply.as_message())
         return reply, step

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from agents.llm import ModelBackend, ModelReply
+from agents.llm import ModelBackend, ModelReply, ToolCallRequest
 from toolsapp.executors import ToolCancelled, ToolExecutionError
 from toolsapp.models import Tool
 from toolsapp.retrieval.search import ToolSearch
@@ -23,7 +23,7 @@ from toolsapp.selectors import tool_openai_spec, tools_by_model_name
 from toolsapp.services import tool_execute
 from toolsapp.validation import ToolArgumentsError, arguments_check, arguments_parse
 from traces.models import Step, Trace
-from traces.services import step_record
+from traces.services import call_ended, call_started, step_record
 
 from .base import Conversation, ModelCallFailed, Outcome, RunCancelled
 
@@ -108,6 +108,31 @@ class FunctionCallingLoop:
             messages=self._first_messages(user_input, history),
         )
         return self._loop(conversation, turns=self.max_steps)
+
+    def resume(self, fork: dict[str, Any]) -> Outcome:
+        """Go on from a fork point (``agents.services.agent_run_fork``): the steps before
+        it are already in the trace; make the model's pending calls of that turn (the
+        edited one first), then carry on the loop."""
+        model_step = Step.objects.get(trace_id=self.trace_id, seq=fork["model_seq"])
+        conversation = Conversation(
+            trace_id=self.trace_id, backend=self.backend, messages=list(fork["messages"])
+        )
+        conversation.sent, conversation.previous_seq = fork["sent"], model_step.seq
+        # A stateful backend (a recording) learns where the conversation stands.
+        if hasattr(self.backend, "continue_from"):
+            self.backend.continue_from(conversation.messages)
+        for call in fork["calls"]:
+            self._check_cancel()
+            request = ToolCallRequest(id=call["id"], name=call["name"], arguments=call["arguments"])
+            conversation.messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": request.id,
+                    "content": self._run_call(request, model_step),
+                }
+            )
+        turns_used = Step.objects.filter(trace_id=self.trace_id, kind=Step.Kind.MODEL_CALL).count()
+        return self._loop(conversation, turns=max(1, self.max_steps - turns_used))
 
     def _loop(self, conversation: Conversation, *, turns: int) -> Outcome:
         for _turn in range(turns):
@@ -253,6 +278,9 @@ class FunctionCallingLoop:
         if parse_error is not None:
             return error("invalid_arguments", str(parse_error))
         started = timezone.now()
+        call_id = call_started(
+            trace_id=self.trace_id, kind="tool", name=call.name, parent_seq=call_step.seq
+        )
         try:
             if self.tool_search is not None and tool is self.tool_search.tool:
                 result, found = self.tool_search.call(arguments)
@@ -268,16 +296,20 @@ class FunctionCallingLoop:
             return error("invalid_arguments", str(exc), started)
         except ToolExecutionError as exc:
             return error("tool_error", f"{call.name} failed: {exc}", started)
-        result_step = step_record(
-            trace_id=self.trace_id,
-            kind=Step.Kind.TOOL_RESULT,
-            name=call.name,
-            input=arguments,
-            output=result,
-            parent=call_step,
-            tool_call_id=call.id,
-            started_at=started,
-            ended_at=timezone.now(),
-        )
+        else:
+            result_step = step_record(
+                trace_id=self.trace_id,
+                kind=Step.Kind.TOOL_RESULT,
+                name=call.name,
+                input=arguments,
+                output=result,
+                parent=call_step,
+                tool_call_id=call.id,
+                started_at=started,
+                ended_at=timezone.now(),
+            )
+        finally:
+            # After its step is saved (or the call failed): the running row gives way.
+            call_ended(trace_id=self.trace_id, call_id=call_id)
         # The model reads the result as stored: a big one capped, with its marker.
         return json.dumps(result_step.output, default=str)

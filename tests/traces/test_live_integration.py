@@ -97,7 +97,9 @@ def seqs_in(message: str, *, as_json: bool) -> list[int]:
     if data["type"] == "steps":
         return [s["seq"] for s in data["steps"]]
     if data["type"] == "step":
-        return [data["step"]["seq"]]
+        return [data["seq"]]
+    if data["type"] == "events":
+        return [e["seq"] for e in data["events"] if e["type"] == "step"]
     return []
 
 
@@ -310,8 +312,8 @@ def test_a_step_whose_live_message_was_lost_still_comes_before_the_final_status(
     # sent meanwhile). If the lost message was the run's last step, nothing later would
     # reveal the gap but the trace's own status change, which carries its step count.
     from traces.broadcast import group_send_now, trace_group
+    from traces.events import trace_event
     from traces.models import Step, Trace
-    from traces.services import trace_payload
 
     agent = scripted_agent(slow_script(1, delay_ms=0))
     trace_id = start_run(api, agent)
@@ -336,7 +338,7 @@ def test_a_step_whose_live_message_was_lost_still_comes_before_the_final_status(
             await asyncio.to_thread(
                 group_send_now,
                 trace_group(trace.id),
-                {"type": "trace.updated", "trace": trace_payload(trace), "html": ""},
+                trace_event(trace=trace),
             )
             while json.loads(messages[-1])["type"] != "trace" or len(messages) < 2:
                 messages.append(await asyncio.wait_for(ws.recv(), timeout=10))

@@ -15,26 +15,18 @@ pytestmark = pytest.mark.django_db
 
 
 class StepTree(HTMLParser):
-    """Reads the rendered step tree: for each ``li#step-N``, the seq of the step it sits under."""
+    """Reads the rendered step tree: for each ``li#step-N``, the seq of its parent step."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.stack: list[str | None] = []  # open <li>s: their seq, None for other list items
         self.parents: dict[int, int | None] = {}
 
     def handle_starttag(self, tag, attrs):
-        if tag != "li":
-            return
         attributes = dict(attrs)
         seq = attributes.get("data-seq")
-        if seq is not None and (attributes.get("id") or "").startswith("step-"):
-            enclosing = next((int(s) for s in reversed(self.stack) if s is not None), None)
-            self.parents[int(seq)] = enclosing
-        self.stack.append(seq)
-
-    def handle_endtag(self, tag):
-        if tag == "li" and self.stack:
-            self.stack.pop()
+        if tag == "li" and seq is not None and (attributes.get("id") or "").startswith("step-"):
+            parent = attributes.get("data-parent") or None
+            self.parents[int(seq)] = int(parent) if parent else None
 
 
 def tree_of(html: str) -> dict[int, int | None]:
@@ -210,11 +202,17 @@ def test_a_viewer_cannot_cancel_a_run(client, viewer, recorded_trace):
     assert (trace.status, trace.cancel_requested) == ("running", False)
 
 
-def test_an_annotator_cancels_a_run(client, annotator, recorded_trace):
+def test_an_annotator_cancels_a_run_after_confirming_and_the_badge_says_what_the_message_says(
+    client, annotator, recorded_trace
+):
     trace, _ = recorded_trace
-    assert 'data-testid="cancel"' in client.get(f"/traces/{trace.id}/").content.decode()
+    page = client.get(f"/traces/{trace.id}/").content.decode()
+    assert 'data-testid="cancel"' in page
+    assert "return confirm(" in page
     response = client.post(f"/traces/{trace.id}/cancel/", follow=True)
-    assert "Cancel requested: the run stops before its next step." in messages_of(response)
+    [message] = messages_of(response)
+    assert "“Cancelling…”" in message
+    assert 'data-testid="status">Cancelling…</span>' in response.content.decode()
     trace.refresh_from_db()
     assert trace.cancel_requested
 
@@ -266,8 +264,9 @@ def test_a_live_step_lands_under_its_parent_with_markup_escaped(recorded_trace):
 
     _, (_, _, result, _) = recorded_trace
     html = step_live_html(result)
-    assert 'hx-swap-oob="beforeend:#children-2"' in html
-    assert tree_of(f"<li id='step-2' data-seq='2'>{html}</li>") == {2: None, 3: 2}
+    assert 'hx-swap-oob="beforeend:#steps"' in html
+    assert tree_of(html) == {3: 2}
+    assert 'data-depth="2"' in html
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'data-cursor="3"' in html
@@ -307,14 +306,43 @@ def test_a_later_model_call_shows_the_whole_conversation_it_was_sent(
     assert "Whole conversation" not in first.content.decode()
 
 
-def test_the_trace_list_pages_keep_the_filters(client, viewer):
+def test_the_trace_list_pages_by_keyset_and_keeps_the_filters(client, viewer):
     for n in range(51):
         trace_create(name=f"run {n}", input="x", agent_slug="demo")
     trace_create(name="other agent", input="x", agent_slug="other")
 
     html = client.get("/traces/?agent=demo&status=queued").content.decode()
 
-    assert "Page 1 of 2" in html
-    assert 'href="?page=2&amp;status=queued&amp;agent=demo"' in html
     assert 'ws-connect="/ws/traces/?status=queued&amp;agent=demo&amp;page=1"' in html
     assert "other agent" not in html
+    assert html.count('name="ids"') == 50
+    older = re.search(r'href="(\?before=[^"]+)" data-testid="older"', html).group(1)
+    assert "status=queued" in older and "agent=demo" in older
+    second = client.get("/traces/" + older.replace("&amp;", "&")).content.decode()
+    assert second.count('name="ids"') == 1
+    assert "run 0<" in second
+    assert "← Newer" in second
+    # A later page is not told of new runs (they belong on the first).
+    assert "page=2" in re.search(r'ws-connect="([^"]+)"', second).group(1)
+
+
+def test_a_long_trace_shows_its_first_screen_and_links_to_the_next_steps(client, viewer):
+    from traces.models import Step
+    from traces.services import step_record, trace_start
+
+    trace = trace_create(name="long", input="x")
+    trace_start(trace_id=trace.id)
+    model = step_record(trace_id=trace.id, kind=Step.Kind.MODEL_CALL, name="m")
+    for n in range(249):
+        step_record(trace_id=trace.id, kind=Step.Kind.TOOL_CALL, name=f"t{n}", parent=model)
+
+    first = client.get(f"/traces/{trace.id}/").content.decode()
+    assert len(tree_of(first)) == 200
+    assert 'href="?after=200" data-testid="more-steps"' in first
+    rest = client.get(f"/traces/{trace.id}/?after=200").content.decode()
+    assert sorted(tree_of(rest)) == list(range(201, 251))
+    assert set(tree_of(rest).values()) == {1}  # still drawn under their parent, one level in
+    assert 'data-depth="1"' in rest
+    assert "more-steps" not in rest
+    # Non-ASCII digits and huge numbers are ignored, not a 500.
+    assert client.get(f"/traces/{trace.id}/?after=²&step=99999999999").status_code == 200
