@@ -17,8 +17,9 @@ from django.db import close_old_connections, connection
 from django.db.models import Q
 
 from agents.llm import ModelError, backend_for
-from agents.models import Agent
+from agents.models import Agent, AgentVersion, ModelEndpoint
 from agents.strategies import STRATEGIES, RunCancelled
+from toolsapp.models import Tool
 from toolsapp.selectors import toolset_tools
 from traces.models import Step, Trace
 from traces.services import TraceError, step_record, trace_finish, trace_heartbeat, trace_start
@@ -53,6 +54,38 @@ class Heartbeat:
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join(timeout=5)
+
+
+def _run_settings(agent: Agent, version_id: int | None) -> dict:
+    """What the run uses: the agent version the trace recorded when it was queued (so an
+    edit made meanwhile does not change it), or the agent as it is for older traces."""
+    version = AgentVersion.objects.filter(pk=version_id, agent=agent).first()
+    if version is None:
+        return {
+            "strategy": agent.strategy,
+            "endpoint": agent.endpoint,
+            "tools": toolset_tools(toolset=agent.toolset),
+            "system_prompt": agent.system_prompt,
+            "max_steps": agent.max_steps,
+        }
+    snap = version.snapshot
+    endpoint_settings = {k: v for k, v in snap["endpoint"].items() if k != "id"}
+    rows = Tool.objects.in_bulk([t["id"] for t in snap["tools"]])
+    tools = []
+    for recorded in snap["tools"]:
+        tool = rows.get(recorded["id"])
+        if tool is None:
+            continue  # deleted since; the model is not offered it
+        # The schema and description as recorded: what the version says the model saw.
+        tool.description, tool.parameters = recorded["description"], recorded["parameters"]
+        tools.append(tool)
+    return {
+        "strategy": snap["strategy"],
+        "endpoint": ModelEndpoint(id=snap["endpoint"]["id"], **endpoint_settings),
+        "tools": tools,
+        "system_prompt": snap["system_prompt"],
+        "max_steps": snap["max_steps"],
+    }
 
 
 def trace_run(*, trace_id) -> Trace | None:
@@ -91,12 +124,13 @@ def trace_run(*, trace_id) -> Trace | None:
 
     with Heartbeat(trace_id):
         try:
-            strategy = STRATEGIES[agent.strategy](
+            settings_ = _run_settings(agent, trace.metadata.get("agent_version_id"))
+            strategy = STRATEGIES[settings_["strategy"]](
                 trace_id=trace_id,
-                backend=backend_for(agent.endpoint),
-                tools=toolset_tools(toolset=agent.toolset),
-                system_prompt=agent.system_prompt,
-                max_steps=agent.max_steps,
+                backend=backend_for(settings_["endpoint"]),
+                tools=settings_["tools"],
+                system_prompt=settings_["system_prompt"],
+                max_steps=settings_["max_steps"],
                 should_stop=should_stop,
             )
             outcome = strategy.run(trace.input)

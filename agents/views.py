@@ -10,6 +10,7 @@ from toolsapp.selectors import toolset_tools
 from tooltrail.api import ApiError, api_view, json_body
 from traces.selectors import trace_list
 from traces.services import trace_payload
+from traces.stats import trace_outcomes
 
 from .models import Agent
 from .services import EnqueueError, RunError, agent_run_start
@@ -17,7 +18,11 @@ from .services import EnqueueError, RunError, agent_run_start
 
 def agent_list_view(request: HttpRequest) -> HttpResponse:
     agents = Agent.objects.select_related("endpoint", "toolset")
-    return render(request, "agents/agent_list.html", {"agents": agents})
+    return render(
+        request,
+        "agents/agent_list.html",
+        {"agents": agents, "can_add": request.user.has_perm("agents.add_agent")},
+    )
 
 
 def agent_detail_view(request: HttpRequest, slug: str) -> HttpResponse:
@@ -30,7 +35,12 @@ def agent_detail_view(request: HttpRequest, slug: str) -> HttpResponse:
             "agent": agent,
             "tools": toolset_tools(toolset=agent.toolset),
             "recent": recent,
+            "outcomes": trace_outcomes(agent_slug=slug),
+            "versions": agent.versions.all()[:10],
             "can_run": request.user.has_perm("agents.run_agent"),
+            "can_add": request.user.has_perm("agents.add_agent"),
+            "can_change": request.user.has_perm("agents.change_agent"),
+            "can_delete": request.user.has_perm("agents.delete_agent"),
         },
     )
 

@@ -161,3 +161,6 @@ class Toolset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("toolsapp:toolset_detail", args=[self.slug])
