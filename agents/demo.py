@@ -57,7 +57,9 @@ def demo_seed() -> dict[str, Agent]:
         defaults={
             "kind": ModelEndpoint.Kind.LOCAL,
             "model": "SmolLM2-135M-Instruct",
-            "config": {"max_tokens": 96, "n_ctx": 2048},
+            # A 135M model left to choose never calls a tool: its first turn calls one,
+            # the turn after the result answers (see agents.llm.local).
+            "config": {"max_tokens": 96, "n_ctx": 2048, "tool_choice": "once"},
         },
     )
     demo, _ = Agent.objects.update_or_create(
