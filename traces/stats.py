@@ -5,12 +5,16 @@ so a period of a million steps is answered without loading rows (``bench/dashboa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Avg, Count, F, FloatField, Func, Max, Q, QuerySet, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import TruncDay, TruncHour
 
-from .models import Trace
+from .models import Step, Trace
 
 
 @dataclass
@@ -50,3 +54,130 @@ def trace_outcomes(
         running=Count("id", filter=Q(status__in=[S.QUEUED, S.RUNNING])),
     )
     return Outcomes(**row)
+
+
+class DurationMs(Func):
+    """Milliseconds from ``start`` to ``end`` as a plain number, in SQL: cheap to average
+    and sort over a million rows (Django's datetime subtraction on SQLite calls back into
+    Python for every row)."""
+
+    output_field = FloatField()
+
+    def __init__(self, start: str, end: str) -> None:
+        super().__init__(F(start), F(end))
+
+    def as_sql(self, compiler, connection, **extra):  # PostgreSQL and others
+        start, end = (compiler.compile(e) for e in self.source_expressions)
+        sql = f"(EXTRACT(EPOCH FROM ({end[0]} - {start[0]})) * 1000)"
+        return sql, (*end[1], *start[1])
+
+    def as_sqlite(self, compiler, connection, **extra):
+        start, end = (compiler.compile(e) for e in self.source_expressions)
+        sql = f"((julianday({end[0]}) - julianday({start[0]})) * 86400000.0)"
+        return sql, (*end[1], *start[1])
+
+
+def _in_period(qs: QuerySet, since: datetime, until: datetime) -> QuerySet:
+    return qs.filter(created_at__gte=since, created_at__lt=until)
+
+
+def runs_over_time(*, since: datetime, until: datetime, bucket: str) -> list[dict[str, Any]]:
+    """Runs started per ``hour`` or ``day``, with how many failed: ``[{"at", "runs",
+    "failed"}]`` for the buckets that had runs."""
+    trunc = {"hour": TruncHour, "day": TruncDay}[bucket]
+    rows = (
+        _in_period(Trace.objects.all(), since, until)
+        .annotate(at=trunc("created_at"))
+        .values("at")
+        .annotate(runs=Count("id"), failed=Count("id", filter=Q(status=Trace.Status.FAILED)))
+        .order_by("at")
+    )
+    return list(rows)
+
+
+def duration_percentiles(
+    *, since: datetime, until: datetime, quantiles: tuple[float, ...] = (0.5, 0.95)
+) -> dict[float, float | None]:
+    """Run durations (ms) at ``quantiles`` among finished runs of the period (nearest
+    rank; one indexed count, then one ordered read of a single row per quantile)."""
+    qs = _in_period(
+        Trace.objects.filter(
+            status__in=Trace.FINISHED, started_at__isnull=False, ended_at__isnull=False
+        ),
+        since,
+        until,
+    ).annotate(ms=DurationMs("started_at", "ended_at"))
+    n = qs.count()
+    out: dict[float, float | None] = {}
+    for q in quantiles:
+        if not n:
+            out[q] = None
+            continue
+        rank = min(n - 1, max(0, math.ceil(q * n) - 1))
+        out[q] = qs.order_by("ms").values_list("ms", flat=True)[rank]
+    return out
+
+
+def usage_by_agent_and_endpoint(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Runs, failures and tokens per (agent slug, endpoint name) pair: the endpoint
+    is the one the run recorded (``metadata.endpoint``), so cost can be priced per
+    endpoint even when an agent moved between them."""
+    return list(
+        _in_period(Trace.objects.all(), since, until)
+        .annotate(endpoint=KeyTextTransform("endpoint", "metadata"))
+        .values("agent_slug", "endpoint")
+        .annotate(
+            runs=Count("id"),
+            failed=Count("id", filter=Q(status=Trace.Status.FAILED)),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+        )
+        .order_by("agent_slug", "endpoint")
+    )
+
+
+def slowest_tools(*, since: datetime, until: datetime, limit: int = 10) -> list[dict[str, Any]]:
+    """Tools by mean duration of their finished calls (tool_result steps)."""
+    return list(
+        _in_period(
+            Step.objects.filter(kind=Step.Kind.TOOL_RESULT, started_at__isnull=False),
+            since,
+            until,
+        )
+        .values("name")
+        .annotate(
+            calls=Count("id"),
+            mean_ms=Avg(DurationMs("started_at", "ended_at")),
+            max_ms=Max(DurationMs("started_at", "ended_at")),
+        )
+        .order_by("-mean_ms")[:limit]
+    )
+
+
+def failing_tools(*, since: datetime, until: datetime, limit: int = 10) -> list[dict[str, Any]]:
+    """Tools by how many of their calls ended in an error (unknown tool, bad arguments,
+    the tool failed): calls, failures and the failure rate, most failures first."""
+    calls = dict(
+        _in_period(Step.objects.filter(kind=Step.Kind.TOOL_CALL), since, until)
+        .values_list("name")
+        .annotate(n=Count("id"))
+    )
+    failures = (
+        _in_period(
+            Step.objects.filter(kind=Step.Kind.ERROR, parent__kind=Step.Kind.TOOL_CALL),
+            since,
+            until,
+        )
+        .values("parent__name")
+        .annotate(failures=Count("id"))
+        .order_by("-failures")[:limit]
+    )
+    return [
+        {
+            "name": row["parent__name"],
+            "failures": row["failures"],
+            "calls": calls.get(row["parent__name"], row["failures"]),
+            "rate": row["failures"] / max(calls.get(row["parent__name"], 0), row["failures"]),
+        }
+        for row in failures
+    ]

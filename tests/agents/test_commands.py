@@ -70,13 +70,15 @@ def test_seed_demo_can_run_again_without_duplicating_anything():
         Tool.objects.count(),
         Toolset.objects.count(),
     )
+    traces = Trace.objects.count()
     Agent.objects.filter(slug="demo").update(max_steps=1)
     second = run("seed_demo")
-    assert (
-        first
-        == second
-        == ("Demo data ready: agents demo, local; roles admin, annotator, viewer.\n")
+    assert first == (
+        "Demo data ready: agents demo, local; 6 demo runs added; "
+        "roles admin, builder, annotator, viewer.\n"
     )
+    assert second == first.replace("6 demo runs", "0 demo runs")
+    assert Trace.objects.count() == traces == 6
     assert (
         counts
         == (
