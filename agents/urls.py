@@ -29,5 +29,4 @@ urlpatterns = [
     path("endpoints/<int:pk>/delete/", views_build.endpoint_delete_view, name="endpoint_delete"),
     path("endpoints/<int:pk>/test/", views_build.endpoint_test_view, name="endpoint_test"),
     path("traces/<uuid:trace_id>/again/", views_build.run_again_view, name="run_again"),
-    path("api/runs", views.api_runs, name="api_runs"),
 ]

@@ -4,26 +4,21 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
-
-from tooltrail.api import ApiError, api_view
 
 from .models import Step, Trace
 from .rendering import tree_html
 from .selectors import (
     model_call_conversation,
     step_get,
-    steps_after,
     steps_for_tree,
     trace_get_for_user,
     trace_list,
 )
-from .services import TraceError, step_payload, trace_cancel, trace_payload
-
-API_PAGE = 500
+from .services import TraceError, trace_cancel
 
 
 def _get_trace_for_user(request: HttpRequest, trace_id) -> Trace:
@@ -118,44 +113,3 @@ def trace_cancel_view(request: HttpRequest, trace_id) -> HttpResponse:
     except TraceError as exc:
         messages.error(request, str(exc))
     return redirect(trace.get_absolute_url())
-
-
-# --- JSON API -------------------------------------------------------------------------
-
-
-@api_view(("GET",))
-def api_trace(request: HttpRequest, trace_id) -> JsonResponse:
-    return JsonResponse(trace_payload(_get_trace_for_user(request, trace_id)))
-
-
-@api_view(("GET",))
-def api_trace_steps(request: HttpRequest, trace_id) -> JsonResponse:
-    """``GET /api/traces/<id>/steps?after=N``: the steps after cursor N, in order, at most
-    500 per call; ``cursor`` is the value to pass next time."""
-    trace = _get_trace_for_user(request, trace_id)
-    try:
-        after = int(request.GET.get("after", "0") or 0)
-        limit = min(int(request.GET.get("limit", API_PAGE)), API_PAGE)
-    except ValueError:
-        raise ApiError("after and limit must be integers") from None
-    if after < 0 or limit < 1:
-        raise ApiError("after must be >= 0 and limit >= 1")
-    steps = steps_after(trace_id=trace.id, after=after, limit=limit)
-    return JsonResponse(
-        {
-            "trace": trace_payload(trace),
-            "steps": [step_payload(s) for s in steps],
-            "cursor": steps[-1].seq if steps else after,
-            "more": len(steps) == limit,
-        }
-    )
-
-
-@api_view(("POST",), permission="agents.run_agent")
-def api_trace_cancel(request: HttpRequest, trace_id) -> JsonResponse:
-    trace = _get_trace_for_user(request, trace_id)
-    try:
-        trace = trace_cancel(trace_id=trace.id)
-    except TraceError as exc:
-        raise ApiError(str(exc), status=409) from exc
-    return JsonResponse(trace_payload(trace), status=202)

@@ -212,7 +212,7 @@ def test_a_viewer_cannot_run_again(viewer, demo_agents):
 def test_a_toolset_is_built_by_picking_tools_found_by_search(builder, demo_agents):
     calculator = Tool.objects.get(name="calculator", source="")
     page = builder.get("/toolsets/new/?q=arithmetic").content.decode()
-    assert 'value="%d"' % calculator.pk in page
+    assert f'value="{calculator.pk}"' in page
     assert "unit_convert" not in page
     response = builder.post(
         "/toolsets/new/", {"name": "Maths", "slug": "maths", "tools": [calculator.pk]}
