@@ -187,6 +187,13 @@ TOOLTRAIL_HEARTBEAT_SECONDS = env_float("TOOLTRAIL_HEARTBEAT_SECONDS", 2.0)
 TOOLTRAIL_STALE_AFTER_SECONDS = env_float("TOOLTRAIL_STALE_AFTER_SECONDS", 30.0)
 TOOLTRAIL_TOOL_TIMEOUT_SECONDS = env_float("TOOLTRAIL_TOOL_TIMEOUT_SECONDS", 30.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
+# Where people reach this server: links the CLI prints (and e-mails) start with it.
+# TOOLTRAIL_BASE_URL is its older name.
+SITE_URL = (
+    env_str("SITE_URL")
+    or env_str("TOOLTRAIL_BASE_URL")
+    or f"http://127.0.0.1:{env_str('PORT', '8000')}"
+).rstrip("/")
 
 LOGGING = {
     "version": 1,
