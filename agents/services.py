@@ -191,7 +191,9 @@ def agent_version_record(*, agent: Agent) -> AgentVersion:
     copy) under a row lock, so two runs starting at once do not both take number n+1."""
     with transaction.atomic():
         current = (
-            Agent.objects.select_for_update().select_related("endpoint", "toolset").get(pk=agent.pk)
+            Agent.objects.select_for_update(of=("self",))
+            .select_related("endpoint", "toolset")
+            .get(pk=agent.pk)
         )
         snapshot = agent_snapshot(agent=current)
         digest = hashlib.sha256(
