@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test install chromium mergekit lint format bench clean
+.PHONY: up test install chromium mergekit mcp-servers lint format bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Tooltrail needs Python 3.11 (set PYTHON=python3.11)")'
@@ -28,6 +28,10 @@ chromium:
 mergekit:
 	bash scripts/mergekit_venv.sh
 
+# The npm MCP server the tests talk to, cached outside the repo (idempotent).
+mcp-servers:
+	bash scripts/mcp_test_servers.sh >/dev/null
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -36,7 +40,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install chromium mergekit lint
+test: install chromium mergekit mcp-servers lint
 	$(BIN)/python -m tooltrail.launcher with-redis -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

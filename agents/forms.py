@@ -66,10 +66,12 @@ class AgentForm(forms.ModelForm):
             "endpoint",
             "toolset",
             "strategy",
+            "strategy_config",
             "system_prompt",
             "max_steps",
         ]
         widgets = {
+            "strategy_config": forms.Textarea(attrs={"rows": 2, "class": "mono"}),
             "description": forms.Textarea(attrs={"rows": 2}),
             "system_prompt": forms.Textarea(attrs={"rows": 5}),
         }
@@ -82,6 +84,14 @@ class AgentForm(forms.ModelForm):
         if self.instance.pk:
             # Traces name their agent by slug: renaming it would orphan them.
             self.fields["slug"].disabled = True
+
+    def clean_strategy_config(self):
+        config = self.cleaned_data.get("strategy_config")
+        if config in (None, ""):
+            return {}
+        if not isinstance(config, dict):
+            raise forms.ValidationError('a JSON object, e.g. {"max_rounds": 2}')
+        return config
 
     def clean_max_steps(self):
         value = self.cleaned_data["max_steps"]

@@ -63,6 +63,13 @@ class ModelEndpoint(models.Model):
         }
 
 
+def _strategy_choices() -> list[tuple[str, str]]:
+    # From the one registry of strategies (agents.strategies), read when needed.
+    from agents.strategies import strategy_choices
+
+    return strategy_choices()
+
+
 class Agent(models.Model):
     class Strategy(models.TextChoices):
         FUNCTION_CALLING = "function_calling", "Function-calling loop"
@@ -76,7 +83,13 @@ class Agent(models.Model):
     )
     system_prompt = models.TextField(blank=True)
     strategy = models.CharField(
-        max_length=32, choices=Strategy.choices, default=Strategy.FUNCTION_CALLING
+        max_length=32, choices=_strategy_choices, default=Strategy.FUNCTION_CALLING
+    )
+    strategy_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Strategy settings: self_refine {'max_rounds'}, dfsdt {'width'}, "
+        "planner_caller_summarizer {'planner', 'caller', 'summarizer': endpoint names}.",
     )
     max_steps = models.PositiveIntegerField(
         default=10, help_text="Most model turns before the run fails."
@@ -117,3 +130,17 @@ class AgentVersion(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("agents:agent_version", args=[self.agent.slug, self.number])
+
+
+# Evaluation models live in agents.evals; imported here so Django registers them.
+from agents.evals.models import Dataset, DatasetItem, Experiment, ExperimentResult  # noqa: E402
+
+__all__ = [
+    "Agent",
+    "AgentVersion",
+    "Dataset",
+    "DatasetItem",
+    "Experiment",
+    "ExperimentResult",
+    "ModelEndpoint",
+]

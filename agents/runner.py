@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Q
 
+from agents.evals.functions import eval_functions
 from agents.llm import ModelError, backend_for
 from agents.models import Agent, AgentVersion, ModelEndpoint
 from agents.strategies import STRATEGIES, RunCancelled
@@ -67,6 +68,7 @@ def _run_settings(agent: Agent, version_id: int | None) -> dict:
             "tools": toolset_tools(toolset=agent.toolset),
             "system_prompt": agent.system_prompt,
             "max_steps": agent.max_steps,
+            "strategy_config": agent.strategy_config,
         }
     snap = version.snapshot
     endpoint_settings = {k: v for k, v in snap["endpoint"].items() if k != "id"}
@@ -85,7 +87,24 @@ def _run_settings(agent: Agent, version_id: int | None) -> dict:
         "tools": tools,
         "system_prompt": snap["system_prompt"],
         "max_steps": snap["max_steps"],
+        "strategy_config": snap.get("strategy_config") or {},
     }
+
+
+def _role_backends(agent: Agent) -> dict:
+    """Backends for strategies whose roles each name an endpoint in the agent's config."""
+    names = {
+        role: name
+        for role, name in (agent.strategy_config or {}).items()
+        if role in ("planner", "caller", "summarizer") and isinstance(name, str) and name
+    }
+    endpoints = {e.name: e for e in ModelEndpoint.objects.filter(name__in=names.values())}
+    missing = sorted(set(names.values()) - set(endpoints))
+    if missing:
+        raise ModelError(
+            f"the agent's strategy names endpoints that do not exist: {', '.join(missing)}"
+        )
+    return {role: backend_for(endpoints[name]) for role, name in names.items()}
 
 
 def trace_run(*, trace_id) -> Trace | None:
@@ -125,15 +144,23 @@ def trace_run(*, trace_id) -> Trace | None:
     with Heartbeat(trace_id):
         try:
             settings_ = _run_settings(agent, trace.metadata.get("agent_version_id"))
+            # An evaluation item brings its own functions and conversation (see agents.evals).
+            evaluation = trace.metadata.get("eval") or {}
+            tools = (
+                eval_functions(evaluation["tools"]) if "tools" in evaluation else settings_["tools"]
+            )
             strategy = STRATEGIES[settings_["strategy"]](
                 trace_id=trace_id,
                 backend=backend_for(settings_["endpoint"]),
-                tools=settings_["tools"],
+                tools=tools,
                 system_prompt=settings_["system_prompt"],
                 max_steps=settings_["max_steps"],
                 should_stop=should_stop,
+                config=settings_["strategy_config"],
+                role_backends=_role_backends(agent),
+                **({"single_turn": True} if evaluation.get("single_turn") else {}),
             )
-            outcome = strategy.run(trace.input)
+            outcome = strategy.run(trace.input, history=evaluation.get("messages"))
         except RunCancelled:
             return trace_finish(
                 trace_id=trace_id, status=Trace.Status.CANCELLED, error="cancelled by a user"

@@ -27,14 +27,24 @@ class EnqueueError(RunError):
     """The task queue (the broker) cannot be reached."""
 
 
-def agent_run_start(*, agent: Agent, input: str, user=None, rerun_of: Trace | None = None) -> Trace:
+def agent_run_start(
+    *,
+    agent: Agent,
+    input: str,
+    user=None,
+    metadata: dict | None = None,
+    enqueue: bool = True,
+    rerun_of: Trace | None = None,
+) -> Trace:
     """Create a queued trace and enqueue its run on the ``agents`` queue after commit.
 
     The trace records the agent version it runs with (``metadata.agent_version_id`` and
     ``agent_version``); ``rerun_of`` names the trace this one repeats.
 
     If the broker cannot be reached the trace ends ``failed`` with the reason (nothing
-    stays queued forever) and RunError is raised.
+    stays queued forever) and RunError is raised. ``metadata`` is merged into the trace's
+    (an evaluation item puts its functions and messages there); ``enqueue=False`` leaves
+    the queued trace for the caller to run (``agents.runner.trace_run``) in its own process.
     """
     from .tasks import agent_run_task
 
@@ -56,10 +66,13 @@ def agent_run_start(*, agent: Agent, input: str, user=None, rerun_of: Trace | No
                 "agent_version_id": version.id,
                 "agent_version": version.number,
                 **extra,
+                **(metadata or {}),
             },
         )
+        if not enqueue:
+            return trace
 
-        def enqueue() -> None:
+        def send() -> None:
             try:
                 # The queue comes from CELERY_TASK_ROUTES.
                 agent_run_task.apply_async(args=[str(trace.id)], retry=False)
@@ -73,7 +86,7 @@ def agent_run_start(*, agent: Agent, input: str, user=None, rerun_of: Trace | No
 
         # After commit, so a worker never looks for a trace it cannot see yet (also
         # when a caller wraps this in a transaction of its own).
-        transaction.on_commit(enqueue)
+        transaction.on_commit(send)
     return trace
 
 
@@ -169,6 +182,7 @@ def agent_snapshot(*, agent: Agent) -> dict[str, Any]:
         "system_prompt": agent.system_prompt,
         "strategy": agent.strategy,
         "max_steps": agent.max_steps,
+        "strategy_config": agent.strategy_config,
         "toolset": agent.toolset.slug if agent.toolset else None,
         "tools": [
             {

@@ -9,3 +9,17 @@ def agent_run_task(trace_id: str) -> None:
     from agents.runner import trace_run
 
     trace_run(trace_id=trace_id)
+
+
+@shared_task(name="agents.tasks.experiment_tick_task")
+def experiment_tick_task(experiment_id: int) -> None:
+    from agents.evals.experiments import experiment_tick
+
+    experiment_tick(experiment_id=experiment_id)
+
+
+@shared_task(name="agents.tasks.experiment_item_task")
+def experiment_item_task(result_id: int) -> None:
+    from agents.evals.experiments import experiment_item_run
+
+    experiment_item_run(result_id=result_id)

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import views, views_build
+from . import views, views_build, views_toolmaker
+from .evals import views as eval_views
 
 app_name = "agents"
 
@@ -29,4 +30,16 @@ urlpatterns = [
     path("endpoints/<int:pk>/delete/", views_build.endpoint_delete_view, name="endpoint_delete"),
     path("endpoints/<int:pk>/test/", views_build.endpoint_test_view, name="endpoint_test"),
     path("traces/<uuid:trace_id>/again/", views_build.run_again_view, name="run_again"),
+    path("tool-maker/", views_toolmaker.tool_maker_view, name="tool_maker"),
+    path("datasets/", eval_views.dataset_list_view, name="dataset_list"),
+    path("datasets/<slug:name>/", eval_views.dataset_detail_view, name="dataset_detail"),
+    path("experiments/", eval_views.experiment_list_view, name="experiment_list"),
+    path("experiments/new/", eval_views.experiment_new_view, name="experiment_new"),
+    path("experiments/compare/", eval_views.experiment_compare_view, name="experiment_compare"),
+    path("experiments/<int:pk>/", eval_views.experiment_detail_view, name="experiment_detail"),
+    path(
+        "experiments/<int:pk>/<str:action>/",
+        eval_views.experiment_action_view,
+        name="experiment_action",
+    ),
 ]

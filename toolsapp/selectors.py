@@ -15,3 +15,20 @@ def toolset_tools(*, toolset: Toolset | None) -> list[Tool]:
 def tool_list(*, kind: str | None = None) -> QuerySet[Tool]:
     qs = Tool.objects.all()
     return qs.filter(kind=kind) if kind else qs
+
+
+def tool_get(*, name: str, source: str = "") -> Tool:
+    """The tool named ``name`` in ``source``: ``""`` for Python and code tools, or an
+    OpenAPI source / MCP server, given as ``openapi:<name>``/``mcp:<name>`` or by its bare
+    name (tried as an MCP server, then an OpenAPI source). Raises Tool.DoesNotExist."""
+    if not source or ":" in source:
+        return Tool.objects.select_related("mcp_server").get(name=name, source=source)
+    for prefix in ("mcp:", "openapi:"):
+        tool = (
+            Tool.objects.select_related("mcp_server")
+            .filter(name=name, source=prefix + source)
+            .first()
+        )
+        if tool is not None:
+            return tool
+    raise Tool.DoesNotExist(f"no tool {name!r} in source {source!r}")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
 from .builtin import BUILTIN_TOOLS
-from .executors import ToolExecutionError, executor_for
+from .executors import ToolCancelled, ToolExecutionError, executor_for
 from .models import Tool, Toolset
 from .validation import arguments_check, schema_check
 
@@ -47,11 +48,18 @@ def tool_call_check(*, tool: Tool, arguments: dict[str, Any]) -> None:
     arguments_check(schema=tool.parameters, arguments=arguments)
 
 
-def tool_execute(*, tool: Tool, arguments: dict[str, Any], timeout: float | None = None) -> Any:
+def tool_execute(
+    *,
+    tool: Tool,
+    arguments: dict[str, Any],
+    timeout: float | None = None,
+    cancel: threading.Event | None = None,
+) -> Any:
     """Validate, then run one call. Returns a JSON-able result.
 
     Raises ToolArgumentsError for bad arguments (nothing runs), ToolTimeout when the
-    tool overruns, ToolExecutionError when it fails.
+    tool overruns (it is stopped), ToolCancelled within a second of ``cancel`` being set
+    during the call (it is stopped), ToolExecutionError when it fails.
     """
     tool_call_check(tool=tool, arguments=arguments)
     if not tool.is_active:
@@ -60,7 +68,9 @@ def tool_execute(*, tool: Tool, arguments: dict[str, Any], timeout: float | None
     if executor is None:
         raise ToolExecutionError(f"tools of kind {str(tool.kind)!r} cannot be run yet")
     limit = min(timeout or tool.timeout_seconds, settings.TOOLTRAIL_TOOL_TIMEOUT_SECONDS)
-    result = executor(tool, arguments, limit)
+    if cancel is not None and cancel.is_set():
+        raise ToolCancelled("the tool call was cancelled before it started")
+    result = executor(tool, arguments, limit, cancel)
     try:
         json.dumps(result)
     except (TypeError, ValueError):

@@ -24,7 +24,7 @@ BUILDER_PERMISSIONS = [
 
 # Role → permissions (app_label.codename). Admins are superusers and also get the group.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    "admin": ["agents.run_agent", *BUILDER_PERMISSIONS],
+    "admin": ["agents.run_agent", "agents.run_experiment", *BUILDER_PERMISSIONS],
     "builder": ["agents.run_agent", *BUILDER_PERMISSIONS],
     "annotator": ["agents.run_agent"],
     "viewer": [],

@@ -9,6 +9,7 @@ exported ``REDIS_URL``. Production sets ``DATABASE_URL``, ``REDIS_URL`` and
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -176,6 +177,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "agents"
 CELERY_TASK_ROUTES = {
     "agents.tasks.agent_run_task": {"queue": "agents"},
+    "agents.tasks.experiment_tick_task": {"queue": "agents"},
+    "agents.tasks.experiment_item_task": {"queue": "agents"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -194,6 +197,44 @@ SITE_URL = (
     or env_str("TOOLTRAIL_BASE_URL")
     or f"http://127.0.0.1:{env_str('PORT', '8000')}"
 ).rstrip("/")
+
+# The sandbox of `code` tools (toolsapp/sandbox.py): limits, and the paths it hides (the
+# app, its data and secrets, the virtualenv, homes, service state; more with
+# TOOLTRAIL_SANDBOX_HIDE="/a:/b").
+TOOLTRAIL_SANDBOX_MEMORY_MB = int(env_float("TOOLTRAIL_SANDBOX_MEMORY_MB", 256))
+TOOLTRAIL_SANDBOX_FILE_BYTES = int(env_float("TOOLTRAIL_SANDBOX_FILE_BYTES", 1 << 20))
+TOOLTRAIL_SANDBOX_PROCESSES = int(env_float("TOOLTRAIL_SANDBOX_PROCESSES", 16))
+TOOLTRAIL_SANDBOX_MAX_OUTPUT = int(env_float("TOOLTRAIL_SANDBOX_MAX_OUTPUT", 256 * 1024))
+TOOLTRAIL_SANDBOX_HIDDEN_PATHS = [
+    str(BASE_DIR),
+    str(VAR_DIR),
+    os.environ.get("VIRTUAL_ENV", ""),
+    sys.prefix,
+    *[
+        "/root",
+        "/home",
+        "/run",
+        "/var/run",
+        "/var/lib",
+        "/var/log",
+        "/srv",
+        "/opt",
+        "/mnt",
+        "/media",
+    ],
+    *filter(None, env_str("TOOLTRAIL_SANDBOX_HIDE").split(":")),
+]
+
+# MCP servers (toolsapp/mcpclient.py): the deadline of a connect, tools/list or tools/call,
+# the biggest answer taken, and how often beat re-syncs every enabled server.
+TOOLTRAIL_MCP_TIMEOUT_SECONDS = env_float("TOOLTRAIL_MCP_TIMEOUT_SECONDS", 30.0)
+TOOLTRAIL_MCP_MAX_RESULT_BYTES = int(env_float("TOOLTRAIL_MCP_MAX_RESULT_BYTES", 1 << 20))
+CELERY_BEAT_SCHEDULE = {
+    "mcp-sync-all": {
+        "task": "toolsapp.tasks.mcp_sync_all_task",
+        "schedule": env_float("TOOLTRAIL_MCP_SYNC_SECONDS", 3600.0),
+    },
+}
 
 LOGGING = {
     "version": 1,

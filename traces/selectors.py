@@ -78,13 +78,26 @@ def model_call_conversation(*, step: Step) -> list[dict] | None:
         return None
     if not data.get("earlier_messages"):
         return messages
-    conversation: list[dict] = []
-    for earlier in (
-        Step.objects.filter(trace_id=step.trace_id, kind=Step.Kind.MODEL_CALL, seq__lt=step.seq)
-        .order_by("seq")
-        .values_list("input", flat=True)
-    ):
-        conversation.extend((earlier or {}).get("messages") or [])
+    earlier_inputs = dict(
+        Step.objects.filter(
+            trace_id=step.trace_id, kind=Step.Kind.MODEL_CALL, seq__lt=step.seq
+        ).values_list("seq", "input")
+    )
+    pieces: list[list] = []
+    if data.get("earlier_from_step") in earlier_inputs:
+        # Follow this conversation's own chain: a strategy may hold several
+        # conversations in one trace (planner and caller, search branches).
+        cursor = data["earlier_from_step"]
+        while cursor in earlier_inputs:
+            earlier = earlier_inputs[cursor] or {}
+            pieces.append(earlier.get("messages") or [])
+            cursor = earlier.get("earlier_from_step")
+        pieces.reverse()
+    else:
+        pieces = [
+            (earlier_inputs[seq] or {}).get("messages") or [] for seq in sorted(earlier_inputs)
+        ]
+    conversation: list[dict] = [m for piece in pieces for m in piece]
     conversation = conversation[: data["earlier_messages"]]
     if len(conversation) != data["earlier_messages"]:
         return None

@@ -8,6 +8,10 @@
 ``arguments`` may be an object (sent as its JSON text) or a string sent as it is, so a
 script can replay a model that wrote broken JSON. Reply *n* answers the *n*-th model
 call of the run; when the script runs out the backend raises ModelError.
+
+``endpoint.config["script_by_input"]`` maps a run's last user message to its own list of
+replies (a recording of a model on a dataset): a run whose question is not in it gets
+``config["script"]`` when there is one, else a ModelError naming the question.
 """
 
 from __future__ import annotations
@@ -21,15 +25,28 @@ from .base import ModelError, ModelReply, ToolCallRequest
 
 class ScriptedBackend:
     def __init__(self, endpoint) -> None:
-        script = (endpoint.config or {}).get("script")
-        if not isinstance(script, list):
+        config = endpoint.config or {}
+        script = config.get("script")
+        self.by_input = config.get("script_by_input")
+        if not isinstance(script, list) and not isinstance(self.by_input, dict):
             raise ModelError(
                 f"scripted endpoint {endpoint.name!r} needs config.script, a list of replies"
             )
-        self.script = script
+        self.script = script if isinstance(script, list) else None
         self.turn = 0
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelReply:
+        if self.turn == 0 and self.by_input is not None:
+            question = next(
+                (m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""
+            )
+            recorded = self.by_input.get(str(question))
+            if isinstance(recorded, list):
+                self.script = recorded
+            elif self.script is None:
+                raise ModelError(
+                    f"the script has no replies for the question {str(question)[:200]!r}"
+                )
         if self.turn >= len(self.script):
             raise ModelError(
                 f"the script has only {len(self.script)} replies; the run asked for more"

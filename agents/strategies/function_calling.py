@@ -10,32 +10,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
 
-from agents.llm import ModelBackend, ModelError
+from agents.llm import ModelBackend, ModelReply
 from toolsapp.executors import ToolExecutionError
 from toolsapp.models import Tool
 from toolsapp.services import tool_execute
-from toolsapp.validation import ToolArgumentsError, arguments_parse
+from toolsapp.validation import ToolArgumentsError, arguments_check, arguments_parse
 from traces.models import Step, Trace
 from traces.services import step_record
 
+from .base import Conversation, ModelCallFailed, Outcome, RunCancelled
 
-class RunCancelled(Exception):
-    """Someone asked the run to stop."""
-
-
-@dataclass
-class Outcome:
-    status: str
-    output: str = ""
-    error: str = ""
+__all__ = ["FunctionCallingLoop", "Outcome", "RunCancelled"]
 
 
 class FunctionCallingLoop:
+    label = "Function-calling loop"
+
     def __init__(
         self,
         *,
@@ -45,7 +39,15 @@ class FunctionCallingLoop:
         system_prompt: str,
         max_steps: int,
         should_stop: Callable[[], bool],
+        single_turn: bool = False,
+        config: dict[str, Any] | None = None,
+        role_backends: dict[str, ModelBackend] | None = None,
     ) -> None:
+        # config and role_backends are for strategies built on this loop (see their modules).
+        self.config = config or {}
+        # single_turn: record the calls of the first reply without running them and stop
+        # there (how BFCL-style evaluations read a model: one reply, its calls scored).
+        self.single_turn = single_turn
         self.trace_id = trace_id
         self.backend = backend
         self.tools = {t.name: t for t in tools}
@@ -58,49 +60,36 @@ class FunctionCallingLoop:
         if self.should_stop():
             raise RunCancelled()
 
-    def run(self, user_input: str) -> Outcome:
+    def _first_messages(
+        self, user_input: str, history: list[dict[str, Any]] | None
+    ) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
-        messages.append({"role": "user", "content": user_input})
+        if history:
+            messages.extend(history)
+        else:
+            messages.append({"role": "user", "content": user_input})
+        return messages
 
-        # Each model call stores only the messages added since the previous one (the
-        # whole conversation each time would grow a long trace quadratically);
-        # traces.selectors.model_call_conversation puts the whole back together.
-        sent, previous_seq = 0, None
-        for _turn in range(self.max_steps):
+    def run(self, user_input: str, *, history: list[dict[str, Any]] | None = None) -> Outcome:
+        """Run to a final answer. ``history``, when given, is the conversation to start
+        from (e.g. an evaluation item's messages) instead of the one user message."""
+        conversation = Conversation(
+            trace_id=self.trace_id,
+            backend=self.backend,
+            messages=self._first_messages(user_input, history),
+        )
+        return self._loop(conversation, turns=self.max_steps)
+
+    def _loop(self, conversation: Conversation, *, turns: int) -> Outcome:
+        for _turn in range(turns):
             self._check_cancel()
-            started = timezone.now()
-            new_input = {
-                "messages": messages[sent:],
-                "earlier_messages": sent,
-                "earlier_from_step": previous_seq,
-            }
             try:
-                reply = self.backend.complete(messages, self.tool_specs)
-            except ModelError as exc:
-                step_record(
-                    trace_id=self.trace_id,
-                    kind=Step.Kind.ERROR,
-                    name="model_error",
-                    input=new_input,
-                    error=str(exc),
-                    started_at=started,
-                )
+                reply, model_step = conversation.ask(tool_specs=self.tool_specs)
+                reply = self._revise(conversation, reply, model_step)
+            except ModelCallFailed as exc:
                 return Outcome(Trace.Status.FAILED, error=f"model call failed: {exc}")
-            model_step = step_record(
-                trace_id=self.trace_id,
-                kind=Step.Kind.MODEL_CALL,
-                name=reply.model or "model",
-                input={**new_input, "tools": [t["function"]["name"] for t in self.tool_specs]},
-                output=reply.as_output(),
-                started_at=started,
-                ended_at=timezone.now(),
-                prompt_tokens=reply.prompt_tokens,
-                completion_tokens=reply.completion_tokens,
-            )
-            sent, previous_seq = len(messages), model_step.seq
-            messages.append(reply.as_message())
             if not reply.tool_calls:
                 step_record(
                     trace_id=self.trace_id,
@@ -110,10 +99,15 @@ class FunctionCallingLoop:
                     parent=model_step,
                 )
                 return Outcome(Trace.Status.SUCCEEDED, output=reply.content)
+            if self.single_turn:
+                for call in reply.tool_calls:
+                    self._record_call(call, model_step)
+                calls = [{"name": c.name, "arguments": c.arguments} for c in reply.tool_calls]
+                return Outcome(Trace.Status.SUCCEEDED, output=json.dumps(calls))
             # Parallel calls of one turn are siblings under the model call.
             for call in reply.tool_calls:
                 self._check_cancel()
-                messages.append(
+                conversation.messages.append(
                     {
                         "role": "tool",
                         "tool_call_id": call.id,
@@ -123,6 +117,51 @@ class FunctionCallingLoop:
         return Outcome(
             Trace.Status.FAILED, error=f"no final answer within {self.max_steps} model turns"
         )
+
+    def _revise(
+        self, conversation: Conversation, reply: ModelReply, model_step: Step
+    ) -> ModelReply:
+        """A strategy's chance to change a reply before its calls run (self-refinement)."""
+        return reply
+
+    def _record_call(self, call, model_step: Step) -> None:
+        """Record a call without running it: the call step, and an error step when the
+        arguments cannot be parsed or break the schema."""
+        try:
+            arguments: Any = arguments_parse(call.arguments)
+        except ToolArgumentsError as exc:
+            arguments, problem = call.arguments, exc
+        else:
+            problem = None
+        tool = self.tools.get(call.name)
+        schema_meta = {"schema": tool.parameters} if tool else None
+        call_step = step_record(
+            trace_id=self.trace_id,
+            kind=Step.Kind.TOOL_CALL,
+            name=call.name,
+            input=arguments,
+            parent=model_step,
+            tool_call_id=call.id,
+            metadata=schema_meta,
+        )
+        if problem is None and tool is not None:
+            try:
+                arguments_check(schema=tool.parameters, arguments=arguments)
+            except ToolArgumentsError as exc:
+                problem = exc
+        if tool is None:
+            problem = f"there is no tool named {call.name!r}"
+        if problem is not None:
+            step_record(
+                trace_id=self.trace_id,
+                kind=Step.Kind.ERROR,
+                name="invalid_arguments" if tool else "unknown_tool",
+                input=arguments,
+                error=str(problem),
+                parent=call_step,
+                tool_call_id=call.id,
+                metadata=schema_meta,
+            )
 
     def _run_call(self, call, model_step: Step) -> str:
         """Record and run one tool call; return what the model gets to read."""

@@ -2,22 +2,56 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
 import pytest
 
-from toolsapp.executors import ToolExecutionError, ToolTimeout
+from toolsapp.executors import ToolCancelled, ToolExecutionError, ToolTimeout
 from toolsapp.models import Tool
 from toolsapp.services import builtin_tools_sync, tool_execute
 from toolsapp.validation import ToolArgumentsError
 
 pytestmark = pytest.mark.django_db
 
-CALLS: list[dict] = []
+# Tools run in a child process: what they remember must be written down where the test
+# can read it. The child inherits this path from the test process.
+CALLS_FILE: Path | None = None
 
 
 def record_call(**arguments):
     """A real python tool target: remembers that it ran."""
-    CALLS.append(arguments)
+    with CALLS_FILE.open("a") as f:
+        f.write(f"{arguments}\n")
     return {"ran": True}
+
+
+def runaway(**arguments):
+    """A tool stuck in a busy loop, with a side effect it repeats while it runs."""
+    while True:
+        with CALLS_FILE.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        for _ in range(200_000):
+            pass
+
+
+def die(**arguments):
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def calls() -> list[str]:
+    return CALLS_FILE.read_text().splitlines() if CALLS_FILE.exists() else []
+
+
+@pytest.fixture(autouse=True)
+def calls_file(tmp_path):
+    global CALLS_FILE
+    CALLS_FILE = tmp_path / "calls.txt"
+    yield CALLS_FILE
+    CALLS_FILE = None
 
 
 def fail(**arguments):
@@ -54,13 +88,12 @@ def test_it_runs_a_builtin_tool_and_returns_its_answer(builtins):
 
 
 def test_it_rejects_arguments_that_break_the_schema_before_anything_runs():
-    CALLS.clear()
     tool = python_tool("recorder", f"{__name__}:record_call")
     with pytest.raises(ToolArgumentsError, match="'n' is a required property"):
         tool_execute(tool=tool, arguments={})
-    assert CALLS == []
+    assert calls() == []
     assert tool_execute(tool=tool, arguments={"n": 1}) == {"ran": True}
-    assert CALLS == [{"n": 1}]
+    assert calls() == ["{'n': 1}"]
 
 
 def test_it_reports_the_exception_a_tool_raises():
@@ -88,11 +121,10 @@ def test_a_tools_own_shorter_limit_wins(builtins):
 
 
 def test_it_refuses_to_run_a_disabled_tool():
-    CALLS.clear()
     tool = python_tool("off", f"{__name__}:record_call", status=Tool.Status.INACTIVE)
     with pytest.raises(ToolExecutionError, match="tool 'off' is inactive"):
         tool_execute(tool=tool, arguments={"n": 1})
-    assert CALLS == []
+    assert calls() == []
 
 
 def test_it_names_a_python_target_that_cannot_be_imported():
@@ -107,12 +139,60 @@ def test_it_says_when_a_python_tool_has_no_target():
         tool_execute(tool=tool, arguments={})
 
 
-def test_it_says_which_tool_kinds_cannot_run_yet():
+def test_it_says_when_an_mcp_tool_has_no_server():
     tool = Tool.objects.create(name="remote", kind=Tool.Kind.MCP, config={})
-    with pytest.raises(ToolExecutionError, match="kind 'mcp' cannot be run yet"):
+    with pytest.raises(ToolExecutionError, match="MCP tool 'remote' has no server"):
         tool_execute(tool=tool, arguments={})
 
 
 def test_it_turns_an_answer_that_is_not_json_into_text():
     tool = python_tool("setty", f"{__name__}:answer_with_an_object")
     assert tool_execute(tool=tool, arguments={"n": 1}) == "{1, 2}"
+
+
+def _process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_runaway_tool_is_killed_at_its_timeout_and_the_next_call_runs():
+    tool = python_tool("spinner", f"{__name__}:runaway", timeout_seconds=0.5)
+    with pytest.raises(ToolTimeout, match="did not answer within 0.5 s"):
+        tool_execute(tool=tool, arguments={"n": 1})
+    pids = set(calls())
+    assert len(pids) == 1
+    assert _process_is_gone(int(pids.pop()))
+    # Its side effects ended with it: the file stops growing.
+    written = len(calls())
+    time.sleep(0.3)
+    assert len(calls()) == written
+    # The worker goes on.
+    recorder = python_tool("recorder", f"{__name__}:record_call")
+    assert tool_execute(tool=recorder, arguments={"n": 2}) == {"ran": True}
+
+
+def test_a_cancel_stops_a_tool_call_in_progress():
+    tool = python_tool("spinner", f"{__name__}:runaway", timeout_seconds=60)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    with pytest.raises(ToolCancelled, match="cancelled"):
+        tool_execute(tool=tool, arguments={"n": 1}, cancel=cancel)
+    assert _process_is_gone(int(calls()[0]))
+
+
+def test_a_cancelled_run_starts_no_tool_call():
+    tool = python_tool("recorder", f"{__name__}:record_call")
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(ToolCancelled):
+        tool_execute(tool=tool, arguments={"n": 1}, cancel=cancel)
+    assert calls() == []
+
+
+def test_it_says_when_a_tool_process_dies_without_an_answer():
+    tool = python_tool("suicide", f"{__name__}:die")
+    with pytest.raises(ToolExecutionError, match="died of signal SIGTERM"):
+        tool_execute(tool=tool, arguments={"n": 1})

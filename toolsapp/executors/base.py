@@ -6,4 +6,8 @@ class ToolExecutionError(Exception):
 
 
 class ToolTimeout(ToolExecutionError):
-    pass
+    """The tool overran its deadline and was stopped."""
+
+
+class ToolCancelled(ToolExecutionError):
+    """The run was cancelled while the tool was running; the call was stopped."""
