@@ -3,6 +3,7 @@ and without the tool grammar.
 
     .venv/bin/python bench/bfcl_local.py                 # all 400 questions (slow on a CPU)
     .venv/bin/python bench/bfcl_local.py --limit 50      # the first 50
+    .venv/bin/python bench/bfcl_local.py --offset 25 --limit 50 --modes grammar
 
 Each question goes through our ``LocalBackend`` exactly as an agent's model call does
 (tools described in the system prompt, the call read back from ``<tool_call>``):
@@ -16,7 +17,7 @@ the possible answers (numbers compared as numbers, strings case- and space-insen
 no argument the answer lacks is given, and every argument the answer requires is there.
 That is a simple AST-style check, not BFCL's full checker (issue 12 builds that).
 The data is read from ``/work/shared/data/bfcl`` (``--data`` elsewhere). The last line
-is ``grammar_accuracy=…``.
+is ``grammar_accuracy=…`` (of the last mode run).
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def call_correct(name: str, arguments: dict, truth: dict) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="/work/shared/data/bfcl")
+    parser.add_argument("--offset", type=int, default=0, help="skip the first N questions")
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--modes", default="prompt,grammar", help="comma-separated")
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
 
@@ -90,6 +93,7 @@ def main() -> None:
         a["id"]: a["ground_truth"]
         for a in map(json.loads, (data / "possible_answer" / "BFCL_v4_simple_python.json").open())
     }
+    questions = questions[args.offset :]
     if args.limit:
         questions = questions[: args.limit]
 
@@ -97,6 +101,7 @@ def main() -> None:
         "prompt": {"grammar": False},
         "grammar": {"grammar": True, "tool_choice": "required"},
     }
+    modes = {m: modes[m] for m in args.modes.split(",")}
     scores = {}
     for mode, extra in modes.items():
         backend = LocalBackend(
@@ -131,8 +136,8 @@ def main() -> None:
             f"{time.monotonic() - started:.0f} s",
             flush=True,
         )
-    print(f"prompt_accuracy={scores['prompt']:.3f}")
-    print(f"grammar_accuracy={scores['grammar']:.3f}")
+    for mode, score in scores.items():
+        print(f"{mode}_accuracy={score:.3f}")
 
 
 if __name__ == "__main__":

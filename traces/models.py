@@ -67,8 +67,11 @@ class Trace(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["status", "heartbeat_at"]),
-            # The dashboard's counts per period: read from the index alone.
-            models.Index(fields=["created_at", "status"], name="trace_created_status"),
+            # The dashboard's counts and durations per period, read from the index alone.
+            models.Index(
+                fields=["created_at", "status", "started_at", "ended_at"],
+                name="trace_created_status",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -133,8 +136,14 @@ class Step(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["trace", "seq"], name="step_seq_unique_per_trace")
         ]
-        # The dashboard's tool figures: one kind of step over a time range.
-        indexes = [models.Index(fields=["kind", "created_at"], name="step_kind_created")]
+        # The dashboard's tool figures (one kind of step over a time range), read from the
+        # index alone: the rows themselves carry bulky JSON.
+        indexes = [
+            models.Index(
+                fields=["kind", "created_at", "name", "started_at", "ended_at", "parent"],
+                name="step_kind_created",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind} {self.name}"
