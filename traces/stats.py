@@ -181,30 +181,19 @@ def slowest_tools(*, since: datetime, until: datetime, limit: int = 10) -> list[
 
 def failing_tools(*, since: datetime, until: datetime, limit: int = 10) -> list[dict[str, Any]]:
     """Tools by how many of their calls ended in an error (unknown tool, bad arguments,
-    the tool failed): calls, failures and the failure rate, most failures first."""
-    calls = dict(
-        _in_period(Step.objects.filter(kind=Step.Kind.TOOL_CALL), since, until)
-        .values_list("name")
-        .annotate(n=Count("id"))
-    )
-    # Tool calls of the period that have an error child; both sides are read from the
-    # (kind, created_at, name, …, parent) index, without touching the bulky rows.
+    the tool failed): calls, failures and the failure rate, most failures first.
+
+    One pass over the period's tool calls, counting those that have an error child; both
+    sides are read from the (kind, created_at, name, …, parent) index, never the bulky rows.
+    """
     errored_calls = _in_period(
         Step.objects.filter(kind=Step.Kind.ERROR, parent__isnull=False), since, until
     ).values("parent_id")
-    failures = (
+    rows = (
         _in_period(Step.objects.filter(kind=Step.Kind.TOOL_CALL), since, until)
-        .filter(pk__in=errored_calls)
         .values("name")
-        .annotate(failures=Count("id"))
+        .annotate(calls=Count("id"), failures=Count("id", filter=Q(pk__in=errored_calls)))
+        .filter(failures__gt=0)
         .order_by("-failures", "name")[:limit]
     )
-    return [
-        {
-            "name": row["name"],
-            "failures": row["failures"],
-            "calls": calls.get(row["name"], row["failures"]),
-            "rate": row["failures"] / max(calls.get(row["name"], 0), row["failures"]),
-        }
-        for row in failures
-    ]
+    return [{**row, "rate": row["failures"] / row["calls"]} for row in rows]
