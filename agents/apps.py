@@ -7,4 +7,4 @@ class AgentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (worker heartbeat and reaper)
+        from . import upkeep  # noqa: F401  (worker heartbeat, reaper, lost-worker handler)

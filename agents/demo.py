@@ -207,7 +207,7 @@ def demo_traces_seed() -> list:
 
     from .services import agent_version_record
 
-    if Trace.objects.filter(metadata__demo=True).exists():
+    if Trace.objects.filter(metadata__demo_runs=True).exists():
         return []
     agents = {a.slug: a for a in Agent.objects.select_related("endpoint")}
     made = []
@@ -224,7 +224,7 @@ def demo_traces_seed() -> list:
                 "strategy": agent.strategy,
                 "agent_version_id": version.id,
                 "agent_version": version.number,
-                "demo": True,
+                "demo_runs": True,
             },
         )
         trace_start(trace_id=trace.id, worker="demo")

@@ -13,6 +13,7 @@ class ModelEndpoint(models.Model):
         OPENAI = "openai", "OpenAI-compatible HTTP"
         LOCAL = "local", "Local GGUF (llama.cpp)"
         SCRIPTED = "scripted", "Scripted (recorded replies)"
+        HF = "hf", "Model artifact (transformers)"
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -29,7 +30,15 @@ class ModelEndpoint(models.Model):
         default=dict,
         blank=True,
         help_text="scripted: {'script': [reply, …]}; local: {'model_path', 'n_ctx', 'max_tokens'}; "
-        "all: {'temperature', 'timeout'}.",
+        "hf: {'max_new_tokens', 'device'}; all: {'temperature', 'timeout'}.",
+    )
+    artifact = models.ForeignKey(
+        "agents.ModelArtifact",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="endpoints",
+        help_text="hf: the model artifact it serves.",
     )
     price_per_1k_prompt_tokens = models.DecimalField(
         max_digits=10,
@@ -94,6 +103,12 @@ class Agent(models.Model):
     max_steps = models.PositiveIntegerField(
         default=10, help_text="Most model turns before the run fails."
     )
+    deadline_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Longest a run may take, in seconds, before it ends failed; blank: the "
+        "TOOLTRAIL_RUN_DEADLINE_SECONDS setting. Capped by TOOLTRAIL_RUN_DEADLINE_MAX_SECONDS.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -105,6 +120,14 @@ class Agent(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("agents:agent_detail", args=[self.slug])
+
+    @property
+    def run_deadline(self) -> float:
+        """Seconds a run of this agent may last (the agent's own, else the default)."""
+        from django.conf import settings
+
+        chosen = self.deadline_seconds or settings.TOOLTRAIL_RUN_DEADLINE_SECONDS
+        return float(min(chosen, settings.TOOLTRAIL_RUN_DEADLINE_MAX_SECONDS))
 
 
 class AgentVersion(models.Model):
@@ -132,8 +155,9 @@ class AgentVersion(models.Model):
         return reverse("agents:agent_version", args=[self.agent.slug, self.number])
 
 
-# Evaluation models live in agents.evals; imported here so Django registers them.
+# Evaluation and training models live beside their code; imported here so Django registers them.
 from agents.evals.models import Dataset, DatasetItem, Experiment, ExperimentResult  # noqa: E402
+from agents.training.models import Job, ModelArtifact  # noqa: E402
 
 __all__ = [
     "Agent",
@@ -142,5 +166,7 @@ __all__ = [
     "DatasetItem",
     "Experiment",
     "ExperimentResult",
+    "Job",
+    "ModelArtifact",
     "ModelEndpoint",
 ]

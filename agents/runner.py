@@ -1,23 +1,27 @@
 """Run one trace of an agent on this worker: the body of the Celery task.
 
-While the run lasts, a heartbeat thread stamps the trace every few seconds. If this
+While the run lasts, a watcher thread stamps the trace's heartbeat every few seconds
+and, twice a second, checks whether the run must stop (a cancel request, the trace
+ended elsewhere, the run's deadline passed); then it sets the run's cancel event, which
+interrupts a model call (and a tool call, where the executor can) in progress. If this
 process dies (SIGKILL, OOM), the stamps stop and the reaper in any live worker ends the
 trace ``failed`` with the reason; every step saved so far stays.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import socket
 import threading
+import time
 
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models import Q
 
 from agents.evals.functions import eval_functions
-from agents.llm import ModelError, backend_for
+from agents.llm import ModelCancelled, ModelError, backend_for
 from agents.models import Agent, AgentVersion, ModelEndpoint
 from agents.strategies import STRATEGIES, RunCancelled
 from toolsapp.models import Tool
@@ -32,23 +36,56 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class Heartbeat:
-    def __init__(self, trace_id) -> None:
+CHECK_SECONDS = 0.5
+
+
+class RunWatch:
+    """The run's companion thread: heartbeat, cancel and deadline."""
+
+    def __init__(self, trace_id, *, deadline_seconds: float) -> None:
         self.trace_id = trace_id
+        self.deadline_seconds = deadline_seconds
+        self.ends_at = time.monotonic() + deadline_seconds
+        self.cancel = threading.Event()
+        self.reason = ""  # "cancelled", "ended" or "deadline" once cancel is set
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"heartbeat-{trace_id}")
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"run-watch-{trace_id}")
+
+    def must_stop(self) -> bool:
+        """Whether the run must stop now (asked between steps; reads the database)."""
+        if not self.cancel.is_set():
+            reason = self._stop_reason()
+            if reason:
+                self.reason = reason
+                self.cancel.set()
+        return self.cancel.is_set()
+
+    def _stop_reason(self) -> str:
+        if time.monotonic() >= self.ends_at:
+            return "deadline"
+        row = (
+            Trace.objects.filter(pk=self.trace_id).values_list("cancel_requested", "status").first()
+        )
+        if row is None or row[1] in Trace.FINISHED:
+            return "ended"  # reaped as lost while this worker was stalled, or deleted
+        return "cancelled" if row[0] else ""
 
     def _loop(self) -> None:
+        beat_every = settings.TOOLTRAIL_HEARTBEAT_SECONDS
+        next_beat = time.monotonic() + beat_every
         try:
-            while not self.stop.wait(settings.TOOLTRAIL_HEARTBEAT_SECONDS):
+            while not self.stop.wait(min(CHECK_SECONDS, beat_every)):
                 try:
-                    trace_heartbeat(trace_id=self.trace_id)
+                    if time.monotonic() >= next_beat:
+                        trace_heartbeat(trace_id=self.trace_id)
+                        next_beat = time.monotonic() + beat_every
+                    self.must_stop()
                 except Exception:  # noqa: BLE001 - a missed beat is retried next time
-                    logger.exception("heartbeat for trace %s failed", self.trace_id)
+                    logger.exception("watching trace %s failed", self.trace_id)
         finally:
             connection.close()
 
-    def __enter__(self) -> Heartbeat:
+    def __enter__(self) -> RunWatch:
         self.thread.start()
         return self
 
@@ -91,6 +128,17 @@ def _run_settings(agent: Agent, version_id: int | None) -> dict:
     }
 
 
+def _agent_of(trace_id) -> tuple[bool, Agent | None]:
+    """(whether the trace exists, its agent if that still exists)."""
+    metadata = Trace.objects.filter(pk=trace_id).values_list("metadata", flat=True).first()
+    if metadata is None:
+        return False, None
+    agent_id = metadata.get("agent_id") if isinstance(metadata, dict) else None
+    if not isinstance(agent_id, int):
+        return True, None
+    return True, Agent.objects.select_related("endpoint", "toolset").filter(pk=agent_id).first()
+
+
 def _role_backends(agent: Agent) -> dict:
     """Backends for strategies whose roles each name an endpoint in the agent's config."""
     names = {
@@ -107,33 +155,46 @@ def _role_backends(agent: Agent) -> dict:
     return {role: backend_for(endpoints[name]) for role, name in names.items()}
 
 
+def _accepts(callable_, name: str) -> bool:
+    parameters = inspect.signature(callable_).parameters.values()
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+class _Interruptible:
+    """A backend whose calls are given the run's cancel event; a call cut short by it
+    ends the run as cancelled (or past its deadline), not as a failed model call."""
+
+    def __init__(self, backend, cancel: threading.Event) -> None:
+        self.backend = backend
+        self.cancel = cancel
+        self.takes_cancel = _accepts(backend.complete, "cancel")
+
+    def complete(self, messages, tools, **kwargs):
+        if self.takes_cancel:
+            kwargs["cancel"] = self.cancel
+        try:
+            return self.backend.complete(messages, tools, **kwargs)
+        except ModelCancelled:
+            raise RunCancelled() from None
+
+    def __getattr__(self, name: str):
+        return getattr(self.backend, name)
+
+
 def trace_run(*, trace_id) -> Trace | None:
     """Run the agent behind a queued trace to its end. Returns the finished trace, or
     None when the trace was not queued (already run, cancelled before start)."""
     close_old_connections()
-    try:
-        trace = trace_start(trace_id=trace_id, worker=worker_name())
-    except Trace.DoesNotExist:
+    exists, agent = _agent_of(trace_id)
+    if not exists:
         logger.warning("trace %s does not exist; nothing to run", trace_id)
         return None
+    deadline = agent.run_deadline if agent else settings.TOOLTRAIL_RUN_DEADLINE_SECONDS
+    try:
+        trace = trace_start(trace_id=trace_id, worker=worker_name(), deadline_seconds=deadline)
     except TraceError as exc:
         logger.info("not running: %s", exc)
         return None
-
-    def should_stop() -> bool:
-        # A cancel request, or the trace ended elsewhere (reaped as lost while this
-        # worker was stalled): either way this run must not write on.
-        return (
-            Trace.objects.filter(pk=trace_id)
-            .filter(Q(cancel_requested=True) | Q(status__in=Trace.FINISHED))
-            .exists()
-        )
-
-    agent = (
-        Agent.objects.select_related("endpoint", "toolset")
-        .filter(pk=trace.metadata.get("agent_id"))
-        .first()
-    )
     if agent is None:
         return trace_finish(
             trace_id=trace_id,
@@ -141,7 +202,7 @@ def trace_run(*, trace_id) -> Trace | None:
             error="the trace's agent no longer exists",
         )
 
-    with Heartbeat(trace_id):
+    with RunWatch(trace_id, deadline_seconds=deadline) as watch:
         try:
             settings_ = _run_settings(agent, trace.metadata.get("agent_version_id"))
             # An evaluation item brings its own functions and conversation (see agents.evals).
@@ -149,24 +210,37 @@ def trace_run(*, trace_id) -> Trace | None:
             tools = (
                 eval_functions(evaluation["tools"]) if "tools" in evaluation else settings_["tools"]
             )
-            strategy = STRATEGIES[settings_["strategy"]](
+            strategy_class = STRATEGIES[settings_["strategy"]]
+            options = {"single_turn": True} if evaluation.get("single_turn") else {}
+            if _accepts(strategy_class, "cancel"):
+                options["cancel"] = watch.cancel  # interrupts a tool call in progress
+            strategy = strategy_class(
                 trace_id=trace_id,
-                backend=backend_for(settings_["endpoint"]),
+                backend=_Interruptible(backend_for(settings_["endpoint"]), watch.cancel),
                 tools=tools,
                 system_prompt=settings_["system_prompt"],
                 max_steps=settings_["max_steps"],
-                should_stop=should_stop,
+                should_stop=watch.must_stop,
                 config=settings_["strategy_config"],
-                role_backends=_role_backends(agent),
-                **({"single_turn": True} if evaluation.get("single_turn") else {}),
+                role_backends={
+                    role: _Interruptible(backend, watch.cancel)
+                    for role, backend in _role_backends(agent).items()
+                },
+                **options,
             )
             outcome = strategy.run(trace.input, history=evaluation.get("messages"))
         except RunCancelled:
+            if watch.reason == "deadline":
+                return trace_finish(
+                    trace_id=trace_id,
+                    status=Trace.Status.FAILED,
+                    error=f"the run passed its deadline of {deadline:g} s",
+                )
             return trace_finish(
                 trace_id=trace_id, status=Trace.Status.CANCELLED, error="cancelled by a user"
             )
         except TraceError as exc:
-            # The trace was closed under the run (see should_stop); its ending stands.
+            # The trace was closed under the run (see RunWatch); its ending stands.
             logger.warning("run of trace %s stopped: %s", trace_id, exc)
             return Trace.objects.get(pk=trace_id)
         except ModelError as exc:

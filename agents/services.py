@@ -8,12 +8,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from toolsapp.selectors import toolset_tools
 from tooltrail.copies import copy_name
 from traces.models import Trace
-from traces.services import trace_create, trace_finish
+from traces.services import trace_create, trace_finish, trace_requeue_note, traces_queued_lost
 
 from .llm import ModelError, backend_for
 from .models import Agent, AgentVersion, ModelEndpoint
@@ -240,3 +241,33 @@ def agent_run_again(*, trace: Trace, input: str | None = None, user=None) -> Tra
     return agent_run_start(
         agent=agent, input=trace.input if input is None else input, user=user, rerun_of=trace
     )
+
+
+REQUEUE_TRIES = 3
+
+
+def runs_requeue_lost(*, after: float | None = None) -> list[Trace]:
+    """Queued runs no worker took within ``after`` seconds (their task was lost with a
+    restarted Redis or a worker killed before it took it) are enqueued again — a trace
+    runs once however many messages name it — and after three tries end ``failed``.
+    Returns the traces ended."""
+    from .tasks import agent_run_task
+
+    seconds = settings.TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS if after is None else after
+    ended = []
+    for trace_id in traces_queued_lost(after=seconds):
+        tries = trace_requeue_note(trace_id=trace_id)
+        if tries is None:
+            continue
+        if tries > REQUEUE_TRIES:
+            ended.append(
+                trace_finish(
+                    trace_id=trace_id,
+                    status=Trace.Status.FAILED,
+                    error=f"no worker took the run: still queued after {REQUEUE_TRIES} "
+                    f"tries of {seconds:g} s each (is a worker running on the agents queue?)",
+                )
+            )
+        else:
+            agent_run_task.apply_async(args=[str(trace_id)], retry=False)
+    return ended

@@ -23,3 +23,18 @@ def experiment_item_task(result_id: int) -> None:
     from agents.evals.experiments import experiment_item_run
 
     experiment_item_run(result_id=result_id)
+
+
+@shared_task(name="agents.tasks.job_run_task")
+def job_run_task(job_id: int) -> None:
+    from agents.training.jobs import job_run
+
+    job_run(job_id=job_id)
+
+
+@shared_task(name="agents.tasks.queue_suggest_task")
+def queue_suggest_task(queue_id: int) -> None:
+    """Judge suggestions for an annotation queue (requested by traces by this name)."""
+    from agents.judge import queue_suggest
+
+    queue_suggest(queue_id=queue_id)

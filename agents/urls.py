@@ -2,6 +2,7 @@ from django.urls import path
 
 from . import views, views_build, views_toolmaker
 from .evals import views as eval_views
+from .training import views as training_views
 
 app_name = "agents"
 
@@ -37,6 +38,17 @@ urlpatterns = [
     path("experiments/new/", eval_views.experiment_new_view, name="experiment_new"),
     path("experiments/compare/", eval_views.experiment_compare_view, name="experiment_compare"),
     path("experiments/<int:pk>/", eval_views.experiment_detail_view, name="experiment_detail"),
+    path("artifacts/", training_views.artifact_list_view, name="artifact_list"),
+    path("artifacts/<slug:name>/", training_views.artifact_detail_view, name="artifact_detail"),
+    path(
+        "artifacts/<slug:name>/promote/",
+        training_views.artifact_promote_view,
+        name="artifact_promote",
+    ),
+    path("jobs/", training_views.job_list_view, name="job_list"),
+    path("jobs/new/<str:kind>/", training_views.job_new_view, name="job_new"),
+    path("jobs/<int:pk>/", training_views.job_detail_view, name="job_detail"),
+    path("jobs/<int:pk>/<str:action>/", training_views.job_action_view, name="job_action"),
     path(
         "experiments/<int:pk>/<str:action>/",
         eval_views.experiment_action_view,

@@ -28,6 +28,16 @@ def _fast_heartbeats(settings):
     settings.TOOLTRAIL_HEARTBEAT_SECONDS = 0.5
 
 
+# Python tools must be allow-listed (TOOLTRAIL_PYTHON_TOOLS); tests register functions
+# from their own modules.
+TEST_PYTHON_TOOLS = "tests.*"
+
+
+@pytest.fixture(autouse=True)
+def _test_python_tools(settings):
+    settings.TOOLTRAIL_PYTHON_TOOLS = [*settings.TOOLTRAIL_PYTHON_TOOLS, TEST_PYTHON_TOOLS]
+
+
 def _database_url_for(name: str) -> str:
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
@@ -103,9 +113,14 @@ def stack(django_db_setup, django_db_blocker):
         "DJANGO_SETTINGS_MODULE": "tooltrail.settings",
         "DATABASE_URL": _database_url_for(name),
         "REDIS_URL": settings.REDIS_URL,
+        # The server signs and reads the test client's session cookies with this key.
+        "SECRET_KEY": settings.SECRET_KEY,
         "TOOLTRAIL_HEARTBEAT_SECONDS": "0.5",
         "TOOLTRAIL_STALE_AFTER_SECONDS": "4",
+        "TOOLTRAIL_PYTHON_TOOLS": TEST_PYTHON_TOOLS,
         "PYTHONUNBUFFERED": "1",
+        # Models the session's worker writes (GPU jobs) stay out of the checkout's var/.
+        "TOOLTRAIL_ARTIFACTS_DIR": tempfile.mkdtemp(prefix="tooltrail-test-artifacts-"),
     }
     app.control.purge()  # messages left by an earlier, interrupted session
     logdir = tempfile.mkdtemp(prefix="tooltrail-test-logs-")

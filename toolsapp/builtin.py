@@ -40,8 +40,25 @@ _CONSTANTS = {"pi": math.pi, "e": math.e}
 
 
 # Integer arithmetic is exact and unbounded in Python, and a big power holds the GIL
-# for as long as it takes (no timeout can stop it): results are capped by size.
+# for as long as it takes (no timeout can stop it): results are capped by size, and so
+# is every argument that sets how much work a call does (round's digits: round(1, -10**9)
+# computes 10**(10**9)).
 MAX_INT_BITS = 4096
+MAX_ROUND_DIGITS = 400  # beyond a float's 308 decimal exponent nothing changes
+MAX_NESTING = 100  # operators and calls inside one another
+MAX_ECHO_CHARS = 100_000
+
+
+def _check_call(name: str, args: list[float]) -> None:
+    """Refuse arguments that would make a function's work grow without bound."""
+    if name == "round" and len(args) == 2:
+        digits = args[1]
+        if not isinstance(digits, int):
+            raise ValueError("round's digits must be a whole number")
+        if abs(digits) > MAX_ROUND_DIGITS:
+            raise ValueError(
+                f"round's digits must be between -{MAX_ROUND_DIGITS} and {MAX_ROUND_DIGITS}"
+            )
 
 
 def _check_power(base: float, exponent: float) -> None:
@@ -52,9 +69,11 @@ def _check_power(base: float, exponent: float) -> None:
         raise ValueError(f"result too large (over {MAX_INT_BITS} bits)")
 
 
-def _evaluate(node: ast.AST) -> float:
+def _evaluate(node: ast.AST, depth: int = 0) -> float:
+    if depth > MAX_NESTING:
+        raise ValueError(f"expression nested too deeply (over {MAX_NESTING} levels)")
     if isinstance(node, ast.Expression):
-        return _evaluate(node.body)
+        return _evaluate(node.body, depth + 1)
     if (
         isinstance(node, ast.Constant)
         and isinstance(node.value, int | float)
@@ -62,7 +81,7 @@ def _evaluate(node: ast.AST) -> float:
     ):
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _evaluate(node.left), _evaluate(node.right)
+        left, right = _evaluate(node.left, depth + 1), _evaluate(node.right, depth + 1)
         if isinstance(node.op, ast.Pow):
             _check_power(left, right)
         try:
@@ -73,7 +92,7 @@ def _evaluate(node: ast.AST) -> float:
             raise ValueError(f"result too large (over {MAX_INT_BITS} bits)")
         return result
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_evaluate(node.operand))
+        return _UNARY[type(node.op)](_evaluate(node.operand, depth + 1))
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
         return _CONSTANTS[node.id]
     if (
@@ -82,17 +101,27 @@ def _evaluate(node: ast.AST) -> float:
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
-        return _FUNCTIONS[node.func.id](*[_evaluate(a) for a in node.args])
+        args = [_evaluate(a, depth + 1) for a in node.args]
+        _check_call(node.func.id, args)
+        try:
+            return _FUNCTIONS[node.func.id](*args)
+        except OverflowError as exc:
+            raise ValueError(f"{node.func.id}: result too large") from exc
     raise ValueError(f"unsupported expression element: {ast.dump(node)[:80]}")
 
 
 def calculator(expression: str) -> dict[str, Any]:
     """Evaluate an arithmetic expression (no names but pi, e and a few math functions)."""
+    if len(expression) > 500:
+        raise ValueError("the expression is too long (over 500 characters)")
     try:
         tree = ast.parse(expression, mode="eval")
-    except SyntaxError as exc:
-        raise ValueError(f"not an arithmetic expression: {exc.msg}") from exc
-    return {"expression": expression, "result": _evaluate(tree)}
+    except (SyntaxError, RecursionError, MemoryError) as exc:
+        raise ValueError(f"not an arithmetic expression: {getattr(exc, 'msg', exc)}") from exc
+    result = _evaluate(tree)
+    if isinstance(result, float) and not math.isfinite(result):
+        raise ValueError(f"the result is not a finite number ({result})")
+    return {"expression": expression, "result": result}
 
 
 def clock(timezone: str = "UTC") -> dict[str, Any]:
@@ -143,6 +172,10 @@ def _from_kelvin(value: float, unit: str) -> float:
 
 def unit_convert(value: float, from_unit: str, to_unit: str) -> dict[str, Any]:
     """Convert a quantity between units of length, mass, volume, time or temperature."""
+    try:
+        value = float(value)
+    except (OverflowError, TypeError, ValueError) as exc:
+        raise ValueError(f"value must be a number a float can hold: {exc}") from exc
     src, dst = from_unit.lower(), to_unit.lower()
     if src in _TEMPERATURES and dst in _TEMPERATURES:
         result = _from_kelvin(_to_kelvin(value, src), dst)
@@ -154,16 +187,22 @@ def unit_convert(value: float, from_unit: str, to_unit: str) -> dict[str, Any]:
         if dim_a != dim_b:
             raise ValueError(f"cannot convert {dim_a} ({from_unit}) to {dim_b} ({to_unit})")
         result = value * fa / fb
+    if not math.isfinite(result):
+        raise ValueError("the result is too large for a floating-point number")
     return {"value": value, "from_unit": from_unit, "to_unit": to_unit, "result": round(result, 10)}
 
 
 def echo(text: str) -> dict[str, Any]:
     """Return the text unchanged (handy to see how output is displayed, markup included)."""
+    if len(text) > MAX_ECHO_CHARS:
+        raise ValueError(f"the text is too long (over {MAX_ECHO_CHARS} characters)")
     return {"text": text}
 
 
 def sleep(seconds: float) -> dict[str, Any]:
     """Wait, then answer: for demos of long tool calls and timeouts."""
+    if not 0 <= seconds <= 60:
+        raise ValueError("seconds must be between 0 and 60")
     time.sleep(seconds)
     return {"slept": seconds}
 
@@ -195,7 +234,7 @@ BUILTIN_TOOLS: list[dict[str, Any]] = [
         "description": "The current date and time in a time zone (IANA name, e.g. Europe/Paris).",
         "parameters": {
             "type": "object",
-            "properties": {"timezone": {"type": "string", "default": "UTC"}},
+            "properties": {"timezone": {"type": "string", "default": "UTC", "maxLength": 100}},
             "additionalProperties": False,
         },
     },
@@ -220,7 +259,7 @@ BUILTIN_TOOLS: list[dict[str, Any]] = [
         "description": "Return the given text unchanged.",
         "parameters": {
             "type": "object",
-            "properties": {"text": {"type": "string"}},
+            "properties": {"text": {"type": "string", "maxLength": MAX_ECHO_CHARS}},
             "required": ["text"],
             "additionalProperties": False,
         },

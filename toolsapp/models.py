@@ -9,6 +9,9 @@ that left its source is ``inactive``.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from typing import Any
 from urllib.parse import urlencode
 
 from django.db import models
@@ -74,6 +77,14 @@ class McpServer(models.Model):
         return self.name
 
 
+def tool_fingerprint(*, description: str, parameters: Any, config: Any) -> str:
+    """What a tool does, as one hash: equal fingerprints, same tool."""
+    canonical = json.dumps(
+        [description, parameters, config], sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 class Tool(models.Model):
     class Kind(models.TextChoices):
         PYTHON = "python", "Python function"
@@ -114,6 +125,12 @@ class Tool(models.Model):
         help_text="Kind-specific: for python, {'callable': 'module:function'}.",
     )
     timeout_seconds = models.FloatField(default=30.0)
+    fingerprint = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text="sha256 of description, parameters and config: re-imports compare this.",
+    )
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.ACTIVE, db_index=True
     )
@@ -125,13 +142,30 @@ class Tool(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "name"], name="tool_name_unique_per_source")
         ]
+        permissions = [
+            ("run_tool", "Can run a tool from its page"),
+            ("import_tools", "Can import tools (OpenAPI specs)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source}/{self.name}" if self.source else self.name
 
+    def save(self, *args, **kwargs) -> None:
+        self.fingerprint = tool_fingerprint(
+            description=self.description, parameters=self.parameters, config=self.config
+        )
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "fingerprint"}
+        super().save(*args, **kwargs)
+
     def get_absolute_url(self) -> str:
         url = reverse("toolsapp:tool_detail", args=[self.name])
         return f"{url}?{urlencode({'source': self.source})}" if self.source else url
+
+    @property
+    def source_label(self) -> str:
+        """The source's own name (``github`` for ``openapi:github``), '' for none."""
+        return self.source.partition(":")[2]
 
     @property
     def is_active(self) -> bool:

@@ -196,6 +196,9 @@ def _code_process(out_fd: int, job: bytes, limits: Limits) -> NoReturn:
     """pid 1 of the new pid namespace: build the jail, drop privileges, exec Python."""
     try:
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # The launcher runs everything with umask 077 (tooltrail.launcher); the jail's
+        # directories must stay traversable by nobody.
+        os.umask(0o022)
         exe, prefix = _python()
         _build_filesystem(keep=prefix, file_bytes=limits.file_bytes)
         job_path = "/tmp/.job"

@@ -6,6 +6,7 @@ app_name = "toolsapp"
 
 urlpatterns = [
     path("tools/", views.tool_list_view, name="tool_list"),
+    path("tools/import/openapi/", views.openapi_import_view, name="openapi_import"),
     path("tools/mcp/import/", views_import.mcp_import_view, name="mcp_import"),
     path("tools/code/<str:name>/", views_import.code_tool_view, name="code_tool"),
     path(
@@ -14,6 +15,7 @@ urlpatterns = [
         name="code_tool_activate",
     ),
     path("tools/<str:name>/", views.tool_detail_view, name="tool_detail"),
+    path("tools/<str:name>/try/", views.tool_try_view, name="tool_try"),
     path("toolsets/", views_toolsets.toolset_list_view, name="toolset_list"),
     path("toolsets/new/", views_toolsets.toolset_create_view, name="toolset_create"),
     path("toolsets/<slug:slug>/", views_toolsets.toolset_detail_view, name="toolset_detail"),

@@ -30,12 +30,19 @@ def arguments_parse(raw: str | dict[str, Any] | None) -> dict[str, Any]:
         return {}
     if isinstance(raw, dict):
         return raw
+    if not isinstance(raw, str):
+        raise ToolArgumentsError(
+            f"arguments must be a JSON object, got {type(raw).__name__}: {str(raw)[:200]}"
+        )
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ToolArgumentsError(
             f"arguments are not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): {raw[:200]}"
         ) from exc
+    except (ValueError, RecursionError) as exc:
+        # Nesting deeper than the parser goes, or an integer of thousands of digits.
+        raise ToolArgumentsError(f"arguments cannot be read: {str(exc)[:200]}") from exc
     if not isinstance(value, dict):
         raise ToolArgumentsError(
             f"arguments must be a JSON object, got {type(value).__name__}: {raw[:200]}"

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from ninja import Schema
@@ -130,8 +131,15 @@ def api_view(methods: tuple[str, ...] = ("GET",), permission: str | None = None)
 def json_body(request: HttpRequest) -> dict[str, Any]:
     try:
         data = json.loads(request.body or b"{}")
+    except RequestDataTooBig as exc:
+        raise ApiError(f"the request body is too large: {exc}", status=413) from exc
+    except RecursionError as exc:
+        raise ApiError("the request body is not valid JSON: nested too deeply") from exc
     except ValueError as exc:
-        raise ApiError(f"the request body is not valid JSON: {exc}") from exc
+        raise ApiError(f"the request body is not valid JSON: {str(exc)[:200]}") from exc
     if not isinstance(data, dict):
         raise ApiError("the request body must be a JSON object")
+    if b"\\u0000" in request.body:
+        # Not storable in PostgreSQL text: refused once here, not deep in some query.
+        raise ApiError("the request body holds a NUL character (\\u0000)")
     return data

@@ -1,4 +1,5 @@
-"""Login for every page: anonymous requests go to the login page (JSON 401 for the API)."""
+"""Login for every page: anonymous requests go to the login page (JSON 401 for the API).
+Request bodies over the size limit are refused up front with 413 (JSON on the API)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 
 from .api import ApiError, authenticate, error_response
 
@@ -34,6 +36,55 @@ class LoginRequiredEverywhereMiddleware:
         if request.headers.get("accept", "").startswith("application/json"):
             return error_response("authentication required", 401)
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+
+
+class RequestSizeLimitMiddleware:
+    """Answer 413 to a body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (multipart
+    uploads: ``TOOLTRAIL_MAX_UPLOAD_BYTES``) before anything reads it: a JSON error on
+    ``/api/``, a page that says what happened elsewhere. Left to Django, the first read
+    raises RequestDataTooBig: a bare "Bad Request (400)" and a traceback in the log."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        multipart = request.content_type == "multipart/form-data"
+        limit = (
+            settings.TOOLTRAIL_MAX_UPLOAD_BYTES
+            if multipart
+            else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        )
+        if limit is not None and length > limit:
+            message = f"the request body is {length} bytes; the limit is {limit} bytes"
+            return refuse(request, message, 413)
+        # A NUL character cannot be stored in PostgreSQL text: refused here, once, rather
+        # than failing in whichever query meets it first.
+        if "\x00" in request.path or _has_nul(request.GET):
+            return refuse(request, "the address holds a NUL character", 400)
+        if request.content_type == "application/x-www-form-urlencoded" and _has_nul(request.POST):
+            return refuse(request, "the form holds a NUL character", 400)
+        return self.get_response(request)
+
+
+def _has_nul(data) -> bool:
+    return any("\x00" in key or any("\x00" in v for v in values) for key, values in data.lists())
+
+
+def refuse(request: HttpRequest, message: str, status: int) -> HttpResponse:
+    """An error the caller can read: JSON on the API (or when JSON is asked for), else a
+    page saying what happened."""
+    if request.path.startswith(TOKEN_PREFIXES) or request.headers.get("accept", "").startswith(
+        "application/json"
+    ):
+        return error_response(message, status)
+    return HttpResponse(
+        render_to_string("413.html" if status == 413 else "400.html", {"message": message}),
+        status=status,
+    )
 
 
 class ApiJsonErrorsMiddleware:

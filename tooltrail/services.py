@@ -7,6 +7,8 @@ from datetime import timedelta
 
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from .models import ApiToken, token_hash
@@ -23,10 +25,33 @@ BUILDER_PERMISSIONS = [
 ]
 
 # Role → permissions (app_label.codename). Admins are superusers and also get the group.
+# Decided (docs/security.md): annotators may cancel anyone's run, as they may start
+# runs and read every trace; viewers may do neither.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    "admin": ["agents.run_agent", "agents.run_experiment", *BUILDER_PERMISSIONS],
-    "builder": ["agents.run_agent", *BUILDER_PERMISSIONS],
-    "annotator": ["agents.run_agent"],
+    "admin": [
+        "agents.run_agent",
+        "agents.run_experiment",
+        "agents.run_job",
+        "traces.cancel_trace",
+        "traces.annotate",
+        "traces.adjudicate",
+        "traces.export",
+        "toolsapp.run_tool",
+        "toolsapp.import_tools",
+        *BUILDER_PERMISSIONS,
+    ],
+    "builder": [
+        "agents.run_agent",
+        "traces.cancel_trace",
+        "toolsapp.run_tool",
+        *BUILDER_PERMISSIONS,
+    ],
+    "annotator": [
+        "agents.run_agent",
+        "traces.cancel_trace",
+        "traces.annotate",
+        "toolsapp.run_tool",
+    ],
     "viewer": [],
 }
 
@@ -57,23 +82,36 @@ def user_role(user) -> str:
     return "viewer"
 
 
-def api_token_create(*, user, name: str = "default") -> tuple[ApiToken, str]:
-    """Make a token for ``user``. Returns the row and the raw token, which is not
-    stored anywhere and cannot be shown again."""
+MAX_TOKEN_DAYS = 3650
+
+
+def api_token_create(
+    *, user, name: str = "default", expires_in_days: int | None = None
+) -> tuple[ApiToken, str]:
+    """Make a token for ``user``, valid for ``expires_in_days`` days (None: until
+    revoked). Returns the row and the raw token, which is not stored anywhere and cannot
+    be shown again. Raises ValueError for a number of days out of 1..3650."""
+    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+        raise ValueError(f"a token expires in 1 to {MAX_TOKEN_DAYS} days")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
-        user=user, name=name or "default", prefix=raw[:10], digest=token_hash(raw)
+        user=user,
+        name=name or "default",
+        prefix=raw[:10],
+        digest=token_hash(raw),
+        expires_at=timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None,
     )
     return token, raw
 
 
 def api_token_authenticate(*, raw: str):
-    """The active user a raw token belongs to, or None."""
-    if not raw or not raw.startswith(TOKEN_PREFIX):
+    """The active user a raw token belongs to (not revoked, not expired), or None."""
+    if not raw or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         return None
     token = (
         ApiToken.objects.select_related("user")
         .filter(digest=token_hash(raw), revoked_at=None)
+        .filter(Q(expires_at=None) | Q(expires_at__gt=Now()))
         .first()
     )
     if token is None or not token.user.is_active:

@@ -35,25 +35,65 @@ def env_float(name: str, default: float) -> float:
     return float(value) if value not in (None, "") else default
 
 
+# Under pytest: the test client's host name is allowed, and no production checks.
+TESTING = "pytest" in sys.modules
+DEBUG = env_bool("DEBUG", False)
+
+
 def _secret_key() -> str:
-    """A SECRET_KEY from the environment, else one generated once into var/."""
+    """A SECRET_KEY from the environment, else one generated once into var/.
+
+    A generated key is per host: several servers sharing one database (DATABASE_URL
+    naming a server, DEBUG off) would each sign with their own, so there it is required.
+    """
     key = env_str("SECRET_KEY")
     if key:
         return key
+    database_url = env_str("DATABASE_URL")
+    if database_url and not database_url.startswith("sqlite") and not DEBUG and not TESTING:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DATABASE_URL names a database server and DEBUG is "
+            "off: a key generated on each host breaks sessions across servers"
+        )
     path = VAR_DIR / "secret_key"
     if not path.exists():
         import secrets
 
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        # Created owner-only from the start (never chmodded after the key is written),
+        # under another name and linked into place, so a process starting alongside
+        # never reads a half-written key.
+        tmp = path.with_name(f".secret_key.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("DEBUG", False)
-ALLOWED_HOSTS = [
-    h for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h
-]
+ALLOWED_HOSTS = [h for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
+if TESTING:
+    ALLOWED_HOSTS.append("testserver")
+
+# Behind TLS (set these in production): cookies only over HTTPS, HSTS, and the proxy's
+# header that says a request came in over HTTPS.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SESSION_COOKIE_SECURE)
+SECURE_HSTS_SECONDS = int(env_float("SECURE_HSTS_SECONDS", 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Request bodies above this answer 413 (JSON on /api/), never a traceback.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env_float("DATA_UPLOAD_MAX_MEMORY_SIZE", 2.5 * 1024 * 1024))
+TOOLTRAIL_MAX_UPLOAD_BYTES = int(env_float("TOOLTRAIL_MAX_UPLOAD_BYTES", 64 * 1024 * 1024))
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o]
 
 INSTALLED_APPS = [
@@ -75,6 +115,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "tooltrail.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -179,8 +220,14 @@ CELERY_TASK_ROUTES = {
     "agents.tasks.agent_run_task": {"queue": "agents"},
     "agents.tasks.experiment_tick_task": {"queue": "agents"},
     "agents.tasks.experiment_item_task": {"queue": "agents"},
+    "agents.tasks.job_run_task": {"queue": "gpu"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# An unacknowledged task (acks_late) goes back to the queue after this long: longer than
+# the longest run may last, or a long run would be started a second time.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(env_float("TOOLTRAIL_RUN_DEADLINE_MAX_SECONDS", 3600.0)) + 600
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Tooltrail ---------------------------------------------------------------------
@@ -189,6 +236,19 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 TOOLTRAIL_HEARTBEAT_SECONDS = env_float("TOOLTRAIL_HEARTBEAT_SECONDS", 2.0)
 TOOLTRAIL_STALE_AFTER_SECONDS = env_float("TOOLTRAIL_STALE_AFTER_SECONDS", 30.0)
 TOOLTRAIL_TOOL_TIMEOUT_SECONDS = env_float("TOOLTRAIL_TOOL_TIMEOUT_SECONDS", 30.0)
+# A run's total deadline (an agent may set its own, up to the max); a run past it ends
+# failed, and one stuck past it (plus the stale limit) is reaped like a dead worker.
+TOOLTRAIL_RUN_DEADLINE_SECONDS = env_float("TOOLTRAIL_RUN_DEADLINE_SECONDS", 900.0)
+TOOLTRAIL_RUN_DEADLINE_MAX_SECONDS = env_float("TOOLTRAIL_RUN_DEADLINE_MAX_SECONDS", 3600.0)
+# A model call's overall deadline (not only each read's timeout); an endpoint's
+# config "deadline" overrides it.
+TOOLTRAIL_MODEL_DEADLINE_SECONDS = env_float("TOOLTRAIL_MODEL_DEADLINE_SECONDS", 300.0)
+TOOLTRAIL_MODEL_REPLY_MAX_BYTES = int(env_float("TOOLTRAIL_MODEL_REPLY_MAX_BYTES", 8 * 1024 * 1024))
+# A trace queued this long without a worker taking it (its task lost with a restarted
+# Redis or a killed worker) is enqueued again; after three tries it ends failed.
+# An open websocket re-checks the login or token it was opened with this often.
+TOOLTRAIL_WS_REAUTH_SECONDS = env_float("TOOLTRAIL_WS_REAUTH_SECONDS", 30.0)
+TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS = env_float("TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS", 600.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
 # Where people reach this server: links the CLI prints (and e-mails) start with it.
 # TOOLTRAIL_BASE_URL is its older name.
@@ -197,6 +257,22 @@ SITE_URL = (
     or env_str("TOOLTRAIL_BASE_URL")
     or f"http://127.0.0.1:{env_str('PORT', '8000')}"
 ).rstrip("/")
+# Model artifacts made here (embedded SmolLM2, merge and fine-tune outputs).
+TOOLTRAIL_ARTIFACTS_DIR = env_str("TOOLTRAIL_ARTIFACTS_DIR", str(VAR_DIR / "artifacts"))
+# A step row keeps at most this many bytes of its input, output and error each; the
+# rest of a bigger value goes to a StepBlob (itself capped), read on demand.
+TOOLTRAIL_STEP_FIELD_MAX_BYTES = int(env_float("TOOLTRAIL_STEP_FIELD_MAX_BYTES", 256 * 1024))
+TOOLTRAIL_STEP_BLOB_MAX_BYTES = int(env_float("TOOLTRAIL_STEP_BLOB_MAX_BYTES", 16 * 1024 * 1024))
+
+# Tool registry. Python tools may only name functions matched here (fnmatch patterns
+# over "module:function"); nothing from user input is imported otherwise. Add more with
+# a comma-separated TOOLTRAIL_PYTHON_TOOLS.
+TOOLTRAIL_PYTHON_TOOLS = ["toolsapp.builtin:*"] + [
+    p.strip() for p in env_str("TOOLTRAIL_PYTHON_TOOLS").split(",") if p.strip()
+]
+TOOLTRAIL_OPENAPI_MAX_BYTES = int(env_float("TOOLTRAIL_OPENAPI_MAX_BYTES", 64 * 1024 * 1024))
+TOOLTRAIL_OPENAPI_MAX_OPERATIONS = int(env_float("TOOLTRAIL_OPENAPI_MAX_OPERATIONS", 25_000))
+TOOLTRAIL_HTTP_TOOL_MAX_BYTES = int(env_float("TOOLTRAIL_HTTP_TOOL_MAX_BYTES", 1024 * 1024))
 
 # The sandbox of `code` tools (toolsapp/sandbox.py): limits, and the paths it hides (the
 # app, its data and secrets, the virtualenv, homes, service state; more with
@@ -242,5 +318,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        # Answered 413 with a message (tooltrail.views.bad_request): not a traceback.
+        "django.security.RequestDataTooBig": {"handlers": [], "propagate": False},
+    },
 }

@@ -24,7 +24,8 @@ urlpatterns = [
     path("api/", api.urls),
 ]
 
-handler400 = "tooltrail.views.error_400"
+# A 400 that says why (and a 413 for a body over the limit), JSON on the API.
+handler400 = "tooltrail.views.bad_request"
 handler403 = "tooltrail.views.error_403"
 handler404 = "tooltrail.views.error_404"
 handler500 = "tooltrail.views.error_500"

@@ -36,3 +36,68 @@ class StepAdmin(admin.ModelAdmin):
     list_filter = ["kind", "status"]
     search_fields = ["name", "error", "trace__id"]
     raw_id_fields = ["trace", "parent"]
+
+
+# --- annotation -------------------------------------------------------------------------
+from .annotation_models import (  # noqa: E402 - grouped with the admin classes that use them
+    Annotation,
+    AnnotationQueue,
+    AnnotationRevision,
+    ErrorCategory,
+    Export,
+)
+
+
+@admin.register(ErrorCategory)
+class ErrorCategoryAdmin(admin.ModelAdmin):
+    """The editable error taxonomy: rename, reorder, add, or switch off (not delete:
+    labels keep pointing at their category)."""
+
+    list_display = ["name", "slug", "position", "active"]
+    list_editable = ["position", "active"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class AnnotationRevisionInline(admin.TabularInline):
+    model = AnnotationRevision
+    fields = ["version", "author", "data", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+
+
+@admin.register(Annotation)
+class AnnotationAdmin(admin.ModelAdmin):
+    """Read-only here: labels change through the services (versions, history, broadcast)."""
+
+    list_display = [
+        "trace",
+        "step",
+        "author",
+        "role",
+        "verdict",
+        "category",
+        "version",
+        "updated_at",
+    ]
+    list_filter = ["role", "verdict", "category"]
+    raw_id_fields = ["trace", "step", "queue"]
+    inlines = [AnnotationRevisionInline]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AnnotationQueue)
+class AnnotationQueueAdmin(admin.ModelAdmin):
+    list_display = ["name", "source", "step_kinds", "overlap", "assignment", "created_at"]
+    filter_horizontal = ["annotators"]
+
+
+@admin.register(Export)
+class ExportAdmin(admin.ModelAdmin):
+    list_display = ["id", "format", "queue", "status", "progress", "created_by", "created_at"]
+    list_filter = ["format", "status"]

@@ -13,6 +13,7 @@ from django.utils.dateparse import parse_datetime
 from ninja import Query, Router, Schema, Status
 
 from tooltrail.api import ERRORS, ApiError, ErrorOut, require_perm
+from tooltrail.params import MAX_CURSOR, int_param
 
 from .models import Step, Trace
 from .selectors import steps_after, trace_get_for_user
@@ -49,7 +50,8 @@ class StepOut(Schema):
     id: int
     trace_id: str
     seq: int
-    parent_seq: int | None
+    # An integer for our runner's steps; whatever another source stored otherwise.
+    parent_seq: object | None
     kind: str
     name: str
     status: str
@@ -188,13 +190,11 @@ def get_steps(request: HttpRequest, trace_id: uuid.UUID):
     """The steps after cursor ``after``, in order, at most 500 per call; ``cursor`` is the
     value to pass next time and ``more`` says whether to call again at once."""
     trace = _trace_for(request, trace_id)
-    try:
-        after = int(request.GET.get("after", "0") or 0)
-        limit = min(int(request.GET.get("limit", STEP_PAGE)), STEP_PAGE)
-    except ValueError:
-        raise ApiError("after and limit must be integers") from None
-    if after < 0 or limit < 1:
-        raise ApiError("after must be >= 0 and limit >= 1")
+    after = int_param(request.GET.get("after"), default=0)
+    limit = int_param(request.GET.get("limit"), default=STEP_PAGE, lo=1)
+    if after is None or limit is None:
+        raise ApiError(f"after must be an integer from 0 to {MAX_CURSOR}, limit one from 1")
+    limit = min(limit, STEP_PAGE)
     steps = steps_after(trace_id=trace.id, after=after, limit=limit)
     return {
         "trace": trace_payload(trace),
@@ -213,7 +213,7 @@ def cancel_trace(request: HttpRequest, trace_id: uuid.UUID):
     """A queued run ends at once; a running one stops before its next step (the answer
     says ``running`` until it has)."""
     trace = _trace_for(request, trace_id)
-    require_perm(request, "agents.run_agent")
+    require_perm(request, "traces.cancel_trace")
     try:
         trace = trace_cancel(trace_id=trace.id)
     except TraceError as exc:

@@ -11,16 +11,22 @@ By default messages are HTML fragments with ``hx-swap-oob`` for the htmx ws exte
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import uuid
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.template.loader import render_to_string
 
 from tooltrail.api import bearer_token
+from tooltrail.params import int_param
 from tooltrail.services import api_token_authenticate
+from tooltrail.ws_auth import WsCredential, ws_credential_valid
 
 from .broadcast import TRACE_LIST_GROUP, trace_group
 from .models import Trace
@@ -28,11 +34,14 @@ from .rendering import step_live_html
 from .selectors import steps_after, trace_get_for_user
 from .services import step_payload, trace_payload
 
+logger = logging.getLogger(__name__)
+
 CATCH_UP_BATCH = 200
 LIVE_EVENTS = {
     "step.created": "step_created",
     "trace.updated": "trace_updated",
     "trace.listed": "trace_listed",
+    "label.changed": "label_changed",
 }
 
 
@@ -49,15 +58,56 @@ class _AuthenticatedConsumer(AsyncWebsocketConsumer):
     async def _user(self):
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
+            session = self.scope.get("session")
+            self.credential = WsCredential.of_session(
+                user=user, session_key=getattr(session, "session_key", None)
+            )
             return user
-        headers = {k.decode().lower(): v.decode() for k, v in self.scope.get("headers", [])}
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1")
+            for k, v in self.scope.get("headers", [])
+        }
         token = bearer_token(headers)
         if token:
-            return await database_sync_to_async(api_token_authenticate)(raw=token)
+            user = await database_sync_to_async(api_token_authenticate)(raw=token)
+            if user is not None:
+                self.credential = WsCredential.of_token(user=user, raw=token)
+            return user
         return None
 
+    # The login a socket was opened with is checked again while it stays open: a user
+    # who logs out, or whose token is revoked or expires, stops receiving within
+    # TOOLTRAIL_WS_REAUTH_SECONDS (see tooltrail.ws_auth).
+    async def accept(self, subprotocol=None, headers=None) -> None:
+        await super().accept(subprotocol, headers)
+        if getattr(self, "credential", None) is not None:
+            self._reauth = asyncio.ensure_future(self._reauth_loop())
+
+    async def _reauth_loop(self) -> None:
+        while True:
+            await asyncio.sleep(settings.TOOLTRAIL_WS_REAUTH_SECONDS)
+            try:
+                valid = await database_sync_to_async(ws_credential_valid)(self.credential)
+            except Exception:  # noqa: BLE001 - the database is away: ask again next time
+                logger.exception("could not re-check a websocket's login")
+                continue
+            if not valid:
+                await self.close(code=4401)
+                return
+
+    async def websocket_disconnect(self, message) -> None:
+        task = getattr(self, "_reauth", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await super().websocket_disconnect(message)
+
     def _query(self) -> dict[str, str]:
-        parsed = parse_qs(self.scope.get("query_string", b"").decode())
+        # Browsers send UTF-8; anything else is read with replacement characters rather
+        # than failing the handshake with a traceback.
+        raw = self.scope.get("query_string", b"")
+        parsed = parse_qs(raw.decode("utf-8", "replace")[:4096])
         return {k: v[-1] for k, v in parsed.items()}
 
 
@@ -74,10 +124,8 @@ class TraceConsumer(_AuthenticatedConsumer):
             return
         query = self._query()
         self.as_json = query.get("format") == "json"
-        try:
-            self.cursor = max(0, int(query.get("after", "0") or 0))
-        except ValueError:
-            self.cursor = 0
+        # A cursor that is not a plain number in range starts from the beginning.
+        self.cursor = int_param(query.get("after"), default=0) or 0
         try:
             await database_sync_to_async(trace_get_for_user)(user=user, trace_id=self.trace_id)
         except Trace.DoesNotExist:
@@ -137,6 +185,10 @@ class TraceConsumer(_AuthenticatedConsumer):
             return
         await self.send(text_data=event["json"] if self.as_json else event["html"])
         self.cursor = seq
+
+    async def label_changed(self, event: dict) -> None:
+        """A step's labels changed: the redrawn labels (or their JSON)."""
+        await self.send(text_data=event["json"] if self.as_json else event["html"])
 
     async def trace_updated(self, event: dict) -> None:
         # Pub/sub delivers at most once: a lost step message shows only as a gap before

@@ -59,6 +59,9 @@ class Trace(models.Model):
         max_length=200, blank=True, help_text="Worker host and pid running it."
     )
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a running trace must have ended (database clock)."
+    )
     otel_trace_id = models.CharField(
         max_length=32, blank=True, db_index=True, help_text="OTLP trace id (hex), if ingested."
     )
@@ -73,6 +76,7 @@ class Trace(models.Model):
                 name="trace_created_status",
             ),
         ]
+        permissions = [("cancel_trace", "Can cancel any running or queued trace")]
 
     def __str__(self) -> str:
         return f"{self.name} · {self.created_at:%Y-%m-%d %H:%M:%S} · {self.status}"
@@ -153,3 +157,37 @@ class Step(models.Model):
         if self.started_at and self.ended_at:
             return (self.ended_at - self.started_at).total_seconds() * 1000
         return None
+
+
+class StepBlob(models.Model):
+    """The whole value of a step field too big for the step's row (see traces.limits):
+    its JSON text (plain text for ``error``), loaded only when someone asks for it."""
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="blobs")
+    field = models.CharField(max_length=16)
+    text = models.TextField()
+    size = models.PositiveBigIntegerField(help_text="Bytes of the whole value.")
+    complete = models.BooleanField(
+        default=True, help_text="False when even the blob was cut (over its own cap)."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["step", "field"], name="step_blob_unique_field")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step} {self.field} ({self.size} bytes)"
+
+
+from .annotation_models import (  # noqa: E402,F401 - Django finds the app's models here
+    Annotation,
+    AnnotationQueue,
+    AnnotationRevision,
+    ErrorCategory,
+    Export,
+    QueueAssignment,
+    QueueItem,
+    Suggestion,
+    Verdict,
+)

@@ -26,22 +26,32 @@ def duration_text(value_ms: float | None) -> str:
     return f"{value_ms / 1000:.2f} s"
 
 
+def _text(value) -> str:
+    if isinstance(value, str):
+        return value[:140]
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)[:140]
+    except (ValueError, RecursionError):
+        return "…"
+
+
 def step_summary(step: Step) -> str:
-    """One line about a step for the tree."""
+    """One line about a step for the tree, whatever shape its stored data has (a step
+    may come from an outside exporter, or an older version of this code)."""
     if step.error:
-        return step.error[:140]
+        return str(step.error)[:140]
+    out = step.output if isinstance(step.output, dict) else {}
     if step.kind == Step.Kind.MODEL_CALL:
-        out = step.output or {}
-        calls = out.get("tool_calls") or []
-        if calls:
-            names = ", ".join(c.get("name", "?") for c in calls)
+        calls = out.get("tool_calls")
+        if isinstance(calls, list) and calls:
+            names = ", ".join(
+                str(c.get("name", "?")) if isinstance(c, dict) else "?" for c in calls[:20]
+            )
             return f"{len(calls)} tool call{'s' if len(calls) > 1 else ''}: {names}"[:140]
-        return (out.get("content") or "")[:140]
+        return _text(out.get("content") or "")
     if step.kind == Step.Kind.FINAL:
-        return ((step.output or {}).get("content") or "")[:140]
-    value = step.output if step.kind == Step.Kind.TOOL_RESULT else step.input
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text[:140]
+        return _text(out.get("content") or "")
+    return _text(step.output if step.kind == Step.Kind.TOOL_RESULT else step.input)
 
 
 _KIND_LABELS = dict(Step.Kind.choices)
@@ -104,7 +114,9 @@ def tree_html(steps: Iterable[Step], *, selected_seq: int | None = None) -> str:
 def step_live_html(step: Step) -> str:
     """A step as the live page appends it: the node under its parent and the new
     cursor (htmx out-of-band swaps)."""
-    parent = step.metadata.get("parent_seq") or "root"
+    metadata = step.metadata if isinstance(step.metadata, dict) else {}
+    parent = metadata.get("parent_seq")
+    parent = parent if isinstance(parent, int) and not isinstance(parent, bool) else "root"
     return (
         f'<div hx-swap-oob="beforeend:#children-{parent}">{step_node_html(step, new=True)}</div>'
         f'<span id="trace-cursor" hx-swap-oob="true" data-cursor="{step.seq}" hidden></span>'

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from .models import Step, Trace
+from .models import Step, StepBlob, Trace
 
 
 def trace_get_for_user(*, user, trace_id: uuid.UUID | str) -> Trace:
@@ -78,27 +78,100 @@ def model_call_conversation(*, step: Step) -> list[dict] | None:
         return None
     if not data.get("earlier_messages"):
         return messages
-    earlier_inputs = dict(
-        Step.objects.filter(
+    if not isinstance(data["earlier_messages"], int):
+        return None
+    earlier_inputs = {
+        seq: value if isinstance(value, dict) else {}  # capped or foreign: no pieces
+        for seq, value in Step.objects.filter(
             trace_id=step.trace_id, kind=Step.Kind.MODEL_CALL, seq__lt=step.seq
         ).values_list("seq", "input")
-    )
+    }
     pieces: list[list] = []
-    if data.get("earlier_from_step") in earlier_inputs:
+    if (
+        isinstance(data.get("earlier_from_step"), int)
+        and data["earlier_from_step"] in earlier_inputs
+    ):
         # Follow this conversation's own chain: a strategy may hold several
         # conversations in one trace (planner and caller, search branches).
         cursor = data["earlier_from_step"]
-        while cursor in earlier_inputs:
+        seen: set = set()
+        # Stored data may loop or hold anything: follow only numbers, each once.
+        while isinstance(cursor, int) and cursor in earlier_inputs and cursor not in seen:
+            seen.add(cursor)
             earlier = earlier_inputs[cursor] or {}
-            pieces.append(earlier.get("messages") or [])
+            messages_piece = earlier.get("messages")
+            pieces.append(messages_piece if isinstance(messages_piece, list) else [])
             cursor = earlier.get("earlier_from_step")
         pieces.reverse()
     else:
-        pieces = [
-            (earlier_inputs[seq] or {}).get("messages") or [] for seq in sorted(earlier_inputs)
-        ]
+        pieces = [earlier_inputs[seq].get("messages") or [] for seq in sorted(earlier_inputs)]
+        pieces = [piece if isinstance(piece, list) else [] for piece in pieces]
     conversation: list[dict] = [m for piece in pieces for m in piece]
     conversation = conversation[: data["earlier_messages"]]
     if len(conversation) != data["earlier_messages"]:
         return None
     return conversation + messages
+
+
+def tool_call_stats(
+    *, name: str, source: str = "", tool_id: int | None = None, limit: int = 50
+) -> dict:
+    """The latest calls of one tool, read from the steps: each call with its outcome and
+    latency, and over them the success rate and median/p95 latency.
+
+    Steps name tools by name (this app knows no tool model); our runner also stamps the
+    tool's id and source in the call's metadata, which is matched first. Calls recorded
+    without it (the SDK, OTLP, older runs) match by name alone.
+    """
+    qs = Step.objects.filter(kind=Step.Kind.TOOL_CALL)
+    stamped = (
+        Q(metadata__tool__id=tool_id)
+        if tool_id is not None
+        else Q(metadata__tool__name=name, metadata__tool__source=source)
+    )
+    qs = qs.filter(stamped | (Q(name=name) & ~Q(metadata__has_key="tool")))
+    calls = list(qs.select_related("trace").order_by("-created_at", "-id")[:limit])
+    outcomes = {
+        s.parent_id: s
+        for s in Step.objects.filter(
+            parent__in=calls, kind__in=[Step.Kind.TOOL_RESULT, Step.Kind.ERROR]
+        ).order_by("seq")
+    }
+    rows, latencies = [], []
+    for call in calls:
+        outcome = outcomes.get(call.id)
+        latency = None
+        if outcome is not None:
+            start = outcome.started_at or call.created_at
+            end = outcome.ended_at or outcome.created_at
+            latency = max(0.0, (end - start).total_seconds() * 1000)
+            latencies.append(latency)
+        rows.append(
+            {
+                "call": call,
+                "ok": None if outcome is None else outcome.kind == Step.Kind.TOOL_RESULT,
+                "error": outcome.error if outcome is not None else "",
+                "latency_ms": latency,
+            }
+        )
+    finished = [r for r in rows if r["ok"] is not None]
+    latencies.sort()
+
+    def pct(p: float) -> float | None:
+        if not latencies:
+            return None
+        return latencies[min(len(latencies) - 1, int(round(p * (len(latencies) - 1))))]
+
+    return {
+        "calls": rows,
+        "count": len(rows),
+        "succeeded": sum(1 for r in finished if r["ok"]),
+        "success_rate": (sum(1 for r in finished if r["ok"]) / len(finished) if finished else None),
+        "p50_ms": pct(0.5),
+        "p95_ms": pct(0.95),
+    }
+
+
+def step_blob_get(*, step: Step, field: str) -> StepBlob | None:
+    """The whole value of a step field that its row keeps only a preview of."""
+    return StepBlob.objects.filter(step=step, field=field).first()

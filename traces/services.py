@@ -14,12 +14,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import BooleanField, DateTimeField, ExpressionWrapper, F, Q, Value
+from django.db.models.functions import Now
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from .broadcast import TRACE_LIST_GROUP, group_send_on_commit, trace_group
-from .models import Step, Trace
+from .limits import text_cap, text_clean, text_size, value_cap
+from .models import Step, StepBlob, Trace
 from .rendering import step_live_html, totals_oob_html
 
 
@@ -33,7 +35,7 @@ def step_payload(step: Step) -> dict[str, Any]:
         "id": step.id,
         "trace_id": str(step.trace_id),
         "seq": step.seq,
-        "parent_seq": step.metadata.get("parent_seq"),
+        "parent_seq": step.metadata.get("parent_seq") if isinstance(step.metadata, dict) else None,
         "kind": step.kind,
         "name": step.name,
         "status": step.status,
@@ -99,8 +101,8 @@ def trace_create(
 ) -> Trace:
     with transaction.atomic():
         trace = Trace.objects.create(
-            name=name,
-            input=input,
+            name=text_clean(name)[:200],
+            input=text_clean(input),
             agent_slug=agent_slug,
             source=source,
             created_by=created_by,
@@ -110,19 +112,35 @@ def trace_create(
     return trace
 
 
-def trace_start(*, trace_id: uuid.UUID | str, worker: str = "") -> Trace:
-    """Queued → running. Raises TraceError if the trace is not queued (a redelivered
-    task for a trace that already ran, or one cancelled before it started)."""
+def db_now_plus(seconds: float) -> ExpressionWrapper:
+    """The database clock plus (or minus) ``seconds``: heartbeats, deadlines and the
+    reaper all read one clock, so workers with skewed clocks never reap live runs."""
+    return ExpressionWrapper(
+        Now() + Value(timedelta(seconds=seconds)), output_field=DateTimeField()
+    )
+
+
+def trace_start(
+    *, trace_id: uuid.UUID | str, worker: str = "", deadline_seconds: float | None = None
+) -> Trace:
+    """Queued → running, with a deadline ``deadline_seconds`` from now (database clock).
+    Raises TraceError if the trace is not queued (a redelivered task for a trace that
+    already ran, or one cancelled before it started)."""
+    seconds = (
+        settings.TOOLTRAIL_RUN_DEADLINE_SECONDS if deadline_seconds is None else deadline_seconds
+    )
     with transaction.atomic():
         trace = Trace.objects.select_for_update().get(pk=trace_id)
         if trace.status != Trace.Status.QUEUED:
             raise TraceError(f"trace {trace.id} is {trace.status}, not queued")
-        now = timezone.now()
-        trace.status = Trace.Status.RUNNING
-        trace.started_at = now
-        trace.heartbeat_at = now
-        trace.worker = worker
-        trace.save(update_fields=["status", "started_at", "heartbeat_at", "worker"])
+        Trace.objects.filter(pk=trace.id).update(
+            status=Trace.Status.RUNNING,
+            started_at=Now(),
+            heartbeat_at=Now(),
+            deadline_at=db_now_plus(seconds),
+            worker=worker[:200],
+        )
+        trace.refresh_from_db()
         _trace_broadcast(trace)
     return trace
 
@@ -147,12 +165,27 @@ def step_record(
 
     The sequence number is taken under the trace's row lock, so concurrent writers
     never share one. The trace's step count, token totals and heartbeat move with it.
+    Input, output and error are capped (traces.limits): the row keeps a preview with a
+    "truncated: N bytes" marker and the whole value goes to a StepBlob.
     """
     if kind not in Step.Kind.values:
         raise TraceError(f"unknown step kind {kind!r}")
     status = Step.Status.ERROR if (kind == Step.Kind.ERROR or error) else Step.Status.OK
     now = timezone.now()
     meta = dict(metadata or {})
+    # Sized outside the lock: encoding a big value must not hold up other writers.
+    blobs: dict[str, str] = {}
+    capped_input, capped_output = value_cap(input), value_cap(output)
+    input, output = capped_input.value, capped_output.value
+    error, full_error, cut_error = text_cap(str(error or ""))
+    for field, full, cut in (
+        ("input", capped_input.full_text, capped_input.cut_bytes),
+        ("output", capped_output.full_text, capped_output.cut_bytes),
+        ("error", full_error, cut_error),
+    ):
+        if full is not None:
+            blobs[field] = full
+            meta.setdefault("truncated", {})[field] = cut
     with transaction.atomic():
         trace = (
             Trace.objects.select_for_update()
@@ -172,23 +205,25 @@ def step_record(
             seq=seq,
             parent=parent,
             kind=kind,
-            name=name[:200],
+            name=text_clean(str(name or ""))[:200],
             input=input,
             output=output,
             error=error,
             status=status,
-            tool_call_id=tool_call_id[:100],
+            tool_call_id=text_clean(str(tool_call_id or ""))[:100],
             started_at=started_at or now,
             ended_at=ended_at or now,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             metadata=meta,
         )
+        if blobs:
+            _blobs_save(step, blobs)
         Trace.objects.filter(pk=trace.id).update(
             step_count=seq,
             prompt_tokens=F("prompt_tokens") + prompt_tokens,
             completion_tokens=F("completion_tokens") + completion_tokens,
-            heartbeat_at=now,
+            heartbeat_at=Now(),
         )
     # The message is built after the lock is released (on SQLite, the database-wide
     # write lock); on_commit still waits for a caller's outer transaction, if any.
@@ -217,10 +252,22 @@ def step_record(
     return step
 
 
-def trace_heartbeat(*, trace_id: uuid.UUID | str) -> None:
-    Trace.objects.filter(pk=trace_id, status=Trace.Status.RUNNING).update(
-        heartbeat_at=timezone.now()
+def _blobs_save(step: Step, blobs: dict[str, str]) -> None:
+    limit = settings.TOOLTRAIL_STEP_BLOB_MAX_BYTES
+    StepBlob.objects.bulk_create(
+        StepBlob(
+            step=step,
+            field=field,
+            text=text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore"),
+            size=text_size(text),
+            complete=text_size(text) <= limit,
+        )
+        for field, text in blobs.items()
     )
+
+
+def trace_heartbeat(*, trace_id: uuid.UUID | str) -> None:
+    Trace.objects.filter(pk=trace_id, status=Trace.Status.RUNNING).update(heartbeat_at=Now())
 
 
 def trace_finish(
@@ -239,8 +286,9 @@ def trace_finish(
         if trace.is_finished:
             return trace
         trace.status = status
-        trace.output = output
-        trace.error = error
+        # The whole answer is in the final step's blob; the trace row keeps a capped copy.
+        trace.output = text_cap(output or "")[0]
+        trace.error = text_cap(error or "")[0]
         trace.ended_at = timezone.now()
         if trace.started_at is None:
             trace.started_at = trace.ended_at
@@ -268,27 +316,70 @@ def trace_cancel(*, trace_id: uuid.UUID | str) -> Trace:
     return trace
 
 
+def traces_queued_lost(*, after: float) -> list[uuid.UUID]:
+    """Runner traces still queued ``after`` seconds after they were (last) enqueued."""
+    cutoff = db_now_plus(-after)
+    return list(
+        Trace.objects.filter(status=Trace.Status.QUEUED, source=Trace.Source.RUNNER)
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at=None, created_at__lt=cutoff))
+        .values_list("id", flat=True)
+    )
+
+
+def trace_requeue_note(*, trace_id: uuid.UUID | str) -> int | None:
+    """Note that a queued trace's task is sent again (its heartbeat restarts the wait);
+    returns how many times it was, or None if it is no longer queued."""
+    with transaction.atomic():
+        trace = Trace.objects.select_for_update().filter(pk=trace_id).first()
+        if trace is None or trace.status != Trace.Status.QUEUED:
+            return None
+        metadata = trace.metadata if isinstance(trace.metadata, dict) else {}
+        metadata["requeued"] = int(metadata.get("requeued") or 0) + 1
+        Trace.objects.filter(pk=trace.id).update(metadata=metadata, heartbeat_at=Now())
+    return metadata["requeued"]
+
+
 def traces_reap_stale(*, stale_after: float | None = None) -> list[Trace]:
     """End every running trace whose worker stopped sending heartbeats (killed, lost
-    power, OOM): status failed, with the reason. Saved steps stay as they are."""
+    power, OOM), or that is still running ``stale_after`` seconds past its deadline
+    (stuck in one call: its heartbeat proves the process lives, not that it progresses):
+    status failed, with the reason. Saved steps stay as they are. Times are compared on
+    the database's clock."""
     seconds = settings.TOOLTRAIL_STALE_AFTER_SECONDS if stale_after is None else stale_after
-    cutoff = timezone.now() - timedelta(seconds=seconds)
+    cutoff = db_now_plus(-seconds)
     reaped = []
-    for trace_id in Trace.objects.filter(
-        status=Trace.Status.RUNNING, heartbeat_at__lt=cutoff
-    ).values_list("id", flat=True):
+    candidates = Trace.objects.filter(status=Trace.Status.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(deadline_at__lt=cutoff)
+    )
+    for trace_id in candidates.values_list("id", flat=True):
         with transaction.atomic():
-            trace = Trace.objects.select_for_update().get(pk=trace_id)
-            if trace.status != Trace.Status.RUNNING or trace.heartbeat_at >= cutoff:
+            trace = (
+                Trace.objects.select_for_update()
+                .filter(pk=trace_id, status=Trace.Status.RUNNING)
+                .annotate(
+                    stale=ExpressionWrapper(
+                        Q(heartbeat_at__lt=cutoff), output_field=BooleanField()
+                    ),
+                    overdue=ExpressionWrapper(
+                        Q(deadline_at__lt=cutoff), output_field=BooleanField()
+                    ),
+                )
+                .first()
+            )
+            if trace is None or not (trace.stale or trace.overdue):
                 continue  # it finished, or beat again, since the list was read
             worker = trace.worker or "unknown worker"
-            reaped.append(
-                trace_finish(
-                    trace_id=trace_id,
-                    status=Trace.Status.FAILED,
-                    error=f"worker lost: {worker} sent no heartbeat since "
+            if trace.stale:
+                error = (
+                    f"worker lost: {worker} sent no heartbeat since "
                     f"{trace.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC ({seconds:g} s limit); "
-                    f"the run was abandoned with {trace.step_count} saved steps",
+                    f"the run was abandoned with {trace.step_count} saved steps"
                 )
-            )
+            else:
+                error = (
+                    f"run stuck: still running on {worker} {seconds:g} s after its deadline "
+                    f"({trace.deadline_at:%Y-%m-%d %H:%M:%S} UTC); the run was abandoned "
+                    f"with {trace.step_count} saved steps"
+                )
+            reaped.append(trace_finish(trace_id=trace_id, status=Trace.Status.FAILED, error=error))
     return reaped

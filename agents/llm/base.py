@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import json
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from agents.models import ModelEndpoint
+from typing import Any, Protocol
 
 
 class ModelError(Exception):
     """The model endpoint failed or answered something unusable (HTTP error, timeout,
     a script that ran out). The run records it as an error step."""
+
+
+class ModelCancelled(ModelError):
+    """The call was given up because the run was asked to stop (its cancel event)."""
 
 
 @dataclass
@@ -20,6 +23,9 @@ class ToolCallRequest:
     id: str
     name: str
     arguments: str
+    # Why the call cannot be run as sent (a null name, arguments of the wrong type, an
+    # id too long to keep); the run records an error step and tells the model.
+    problem: str = ""
 
 
 @dataclass
@@ -59,12 +65,87 @@ class ModelReply:
 
 class ModelBackend(Protocol):
     def complete(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
-    ) -> ModelReply: ...
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        cancel: threading.Event | None = None,
+    ) -> ModelReply:
+        """One chat completion. A backend that can be interrupted gives up within a
+        second of ``cancel`` being set, raising ModelCancelled."""
+        ...
 
 
-def parse_openai_message(data: dict[str, Any], *, default_id_prefix: str = "call") -> ModelReply:
-    """Turn an OpenAI chat-completions response body into a ModelReply."""
+MAX_CALL_ID = 100  # characters; what a step keeps
+MAX_TOOL_NAME = 200
+MAX_TOKENS_COUNT = 2**31 - 1
+
+
+def _count(value: Any) -> int:
+    """A token count as servers send it (int, float, numeric text), kept in range."""
+    try:
+        return min(max(int(value or 0), 0), MAX_TOKENS_COUNT)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _content_text(content: Any) -> str:
+    """The message's text: a string, or the text parts of a list of content parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(
+        isinstance(part, dict) and isinstance(part.get("text", ""), str) for part in content
+    ):
+        return "".join(part.get("text", "") for part in content)
+    raise ModelError(
+        f"the endpoint's message content is a {type(content).__name__}, not text: "
+        f"{str(content)[:200]}"
+    )
+
+
+def _tool_call(call: Any, index: int, prefix: str) -> ToolCallRequest:
+    """One proposed call, with a ``problem`` instead of a crash when it is malformed."""
+    default_id = f"{prefix}_{index}"
+    if not isinstance(call, dict):
+        return ToolCallRequest(
+            id=default_id, name="", arguments="", problem=f"tool call {index} is not an object"
+        )
+    problems = []
+    call_id = call.get("id")
+    if call_id is None or call_id == "":
+        call_id = default_id
+    elif not isinstance(call_id, str) or len(call_id) > MAX_CALL_ID:
+        problems.append(f"its id is not a string of at most {MAX_CALL_ID} characters")
+        call_id = default_id
+    function = call.get("function")
+    if not isinstance(function, dict):
+        function = {}
+        problems.append("it has no function object")
+    name = function.get("name")
+    if not isinstance(name, str) or not name or len(name) > MAX_TOOL_NAME:
+        problems.append("its function name is missing or not a short string")
+        name = name[:MAX_TOOL_NAME] if isinstance(name, str) else ""
+    arguments = function.get("arguments", "")
+    if arguments is None:
+        arguments = ""
+    elif isinstance(arguments, dict):
+        # Some servers send an object instead of the JSON text the spec asks for.
+        arguments = json.dumps(arguments)
+    elif not isinstance(arguments, str):
+        problems.append(f"its arguments are a {type(arguments).__name__}, not JSON text")
+        arguments = ""
+    return ToolCallRequest(id=call_id, name=name, arguments=arguments, problem="; ".join(problems))
+
+
+def parse_openai_message(data: Any, *, default_id_prefix: str = "call") -> ModelReply:
+    """Turn an OpenAI chat-completions response body into a ModelReply.
+
+    Whatever the body holds, this returns a reply of the declared types or raises
+    ModelError: malformed tool calls come back with a ``problem`` (the run records an
+    error step for each and tells the model), never as an exception further on.
+    """
     try:
         choice = data["choices"][0]
         message = choice["message"]
@@ -72,41 +153,23 @@ def parse_openai_message(data: dict[str, Any], *, default_id_prefix: str = "call
         raise ModelError(
             f"the endpoint's answer has no choices[0].message: {str(data)[:300]}"
         ) from exc
-    calls = []
-    for index, call in enumerate(message.get("tool_calls") or []):
-        function = call.get("function") or {}
-        arguments = function.get("arguments", "")
-        if not isinstance(arguments, str):
-            # Some servers send an object instead of the JSON text the spec asks for.
-            import json
-
-            arguments = json.dumps(arguments)
-        calls.append(
-            ToolCallRequest(
-                id=call.get("id") or f"{default_id_prefix}_{index}",
-                name=function.get("name", ""),
-                arguments=arguments,
-            )
+    if not isinstance(message, dict):
+        raise ModelError(
+            f"the endpoint's choices[0].message is not an object: {str(message)[:300]}"
         )
-    usage = data.get("usage") or {}
+    raw_calls = message.get("tool_calls") or []
+    if not isinstance(raw_calls, list):
+        raise ModelError(f"the endpoint's tool_calls is not a list: {str(raw_calls)[:300]}")
+    calls = [_tool_call(call, index, default_id_prefix) for index, call in enumerate(raw_calls)]
+    usage = data.get("usage") if isinstance(data, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    model = data.get("model") if isinstance(data, dict) else ""
+    finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else ""
     return ModelReply(
-        content=message.get("content") or "",
+        content=_content_text(message.get("content")),
         tool_calls=calls,
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        model=data.get("model", ""),
-        finish_reason=choice.get("finish_reason") or "",
+        prompt_tokens=_count(usage.get("prompt_tokens")),
+        completion_tokens=_count(usage.get("completion_tokens")),
+        model=model[:200] if isinstance(model, str) else "",
+        finish_reason=finish_reason[:50] if isinstance(finish_reason, str) else "",
     )
-
-
-def backend_for(endpoint: ModelEndpoint) -> ModelBackend:
-    from .local import LocalBackend
-    from .openai import OpenAIBackend
-    from .scripted import ScriptedBackend
-
-    kinds = {"openai": OpenAIBackend, "local": LocalBackend, "scripted": ScriptedBackend}
-    try:
-        cls = kinds[endpoint.kind]
-    except KeyError:
-        raise ModelError(f"unknown endpoint kind {endpoint.kind!r}") from None
-    return cls(endpoint)

@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .base import ModelError, ModelReply, ToolCallRequest
+from .base import ModelCancelled, ModelError, ModelReply, ToolCallRequest
 from .grammar import grammar_for
 
 _models: dict[tuple[str, int, int], Any] = {}
@@ -146,7 +146,17 @@ class LocalBackend:
             )
         self.turn = 0
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelReply:
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        cancel: threading.Event | None = None,
+    ) -> ModelReply:
+        # llama.cpp's generation cannot be interrupted from outside; it is short (the
+        # endpoint's max_tokens) and the run stops right after it.
+        if cancel is not None and cancel.is_set():
+            raise ModelCancelled("the model call was cancelled")
         llm = _load(self.path, self.n_ctx, self.n_ubatch)
         self.turn += 1
         prompt_messages = [self._plain(m) for m in messages]

@@ -17,10 +17,10 @@ replies (a recording of a model on a dataset): a run whose question is not in it
 from __future__ import annotations
 
 import json
-import time
+import threading
 from typing import Any
 
-from .base import ModelError, ModelReply, ToolCallRequest
+from .base import ModelCancelled, ModelError, ModelReply, ToolCallRequest
 
 
 class ScriptedBackend:
@@ -35,7 +35,13 @@ class ScriptedBackend:
         self.script = script if isinstance(script, list) else None
         self.turn = 0
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelReply:
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        cancel: threading.Event | None = None,
+    ) -> ModelReply:
         if self.turn == 0 and self.by_input is not None:
             question = next(
                 (m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""
@@ -53,8 +59,9 @@ class ScriptedBackend:
             )
         entry = self.script[self.turn]
         self.turn += 1
-        if entry.get("delay_ms"):
-            time.sleep(entry["delay_ms"] / 1000)
+        # Waits like a slow model, and like one that can be interrupted.
+        if entry.get("delay_ms") and (cancel or threading.Event()).wait(entry["delay_ms"] / 1000):
+            raise ModelCancelled("the model call was cancelled")
         calls = []
         for index, call in enumerate(entry.get("tool_calls") or []):
             arguments = call.get("arguments", {})

@@ -9,14 +9,16 @@ tool call, tool result and error becomes a step, written through the traces serv
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from django.utils import timezone
 
 from agents.llm import ModelBackend, ModelReply
-from toolsapp.executors import ToolExecutionError
+from toolsapp.executors import ToolCancelled, ToolExecutionError
 from toolsapp.models import Tool
+from toolsapp.selectors import tool_openai_spec, tools_by_model_name
 from toolsapp.services import tool_execute
 from toolsapp.validation import ToolArgumentsError, arguments_check, arguments_parse
 from traces.models import Step, Trace
@@ -42,6 +44,7 @@ class FunctionCallingLoop:
         single_turn: bool = False,
         config: dict[str, Any] | None = None,
         role_backends: dict[str, ModelBackend] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         # config and role_backends are for strategies built on this loop (see their modules).
         self.config = config or {}
@@ -50,11 +53,16 @@ class FunctionCallingLoop:
         self.single_turn = single_turn
         self.trace_id = trace_id
         self.backend = backend
-        self.tools = {t.name: t for t in tools}
-        self.tool_specs = [t.openai_spec() for t in tools]
+        # Keyed by the name the model sees (prefixed with the source where two tools
+        # share a name), so a call maps back to exactly one tool.
+        self.tools = tools_by_model_name(tools=tools)
+        self.tool_specs = [tool_openai_spec(tool=t, name=n) for n, t in self.tools.items()]
         self.system_prompt = system_prompt
         self.max_steps = max_steps
         self.should_stop = should_stop
+        # Set (by the runner's watcher) when the run must stop: interrupts a tool call in
+        # progress (model calls: the runner wraps the backend).
+        self.cancel = cancel
 
     def _check_cancel(self) -> None:
         if self.should_stop():
@@ -124,6 +132,17 @@ class FunctionCallingLoop:
         """A strategy's chance to change a reply before its calls run (self-refinement)."""
         return reply
 
+    @staticmethod
+    def _schema_meta(tool: Tool | None) -> dict[str, Any] | None:
+        """A call step's metadata: the schema as it was at call time (the debugger shows
+        what was checked) and which tool the model-facing name stood for."""
+        if tool is None:
+            return None
+        meta: dict[str, Any] = {"schema": tool.parameters}
+        if isinstance(tool, Tool):  # (evaluations pass plain function specs)
+            meta["tool"] = {"id": tool.pk, "name": tool.name, "source": tool.source}
+        return meta
+
     def _record_call(self, call, model_step: Step) -> None:
         """Record a call without running it: the call step, and an error step when the
         arguments cannot be parsed or break the schema."""
@@ -134,7 +153,7 @@ class FunctionCallingLoop:
         else:
             problem = None
         tool = self.tools.get(call.name)
-        schema_meta = {"schema": tool.parameters} if tool else None
+        schema_meta = self._schema_meta(tool)
         call_step = step_record(
             trace_id=self.trace_id,
             kind=Step.Kind.TOOL_CALL,
@@ -151,6 +170,8 @@ class FunctionCallingLoop:
                 problem = exc
         if tool is None:
             problem = f"there is no tool named {call.name!r}"
+        if call.problem:
+            problem = f"this tool call cannot be run: {call.problem}"
         if problem is not None:
             step_record(
                 trace_id=self.trace_id,
@@ -173,7 +194,7 @@ class FunctionCallingLoop:
             arguments = call.arguments  # keep the raw text so the step shows what the model wrote
         tool = self.tools.get(call.name)
         # The schema as it was at call time, so the debugger shows what was checked.
-        schema_meta = {"schema": tool.parameters} if tool else None
+        schema_meta = self._schema_meta(tool)
         call_step = step_record(
             trace_id=self.trace_id,
             kind=Step.Kind.TOOL_CALL,
@@ -185,7 +206,7 @@ class FunctionCallingLoop:
         )
 
         def error(name: str, message: str, started=None) -> str:
-            step_record(
+            error_step = step_record(
                 trace_id=self.trace_id,
                 kind=Step.Kind.ERROR,
                 name=name,
@@ -196,8 +217,11 @@ class FunctionCallingLoop:
                 started_at=started,
                 metadata=schema_meta,
             )
-            return json.dumps({"error": message})
+            # The message as stored: capped, with its "truncated" marker if it was cut.
+            return json.dumps({"error": error_step.error})
 
+        if call.problem:
+            return error("invalid_tool_call", f"this tool call cannot be run: {call.problem}")
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"
             return error(
@@ -207,12 +231,17 @@ class FunctionCallingLoop:
             return error("invalid_arguments", str(parse_error))
         started = timezone.now()
         try:
-            result = tool_execute(tool=tool, arguments=arguments)
+            result = tool_execute(tool=tool, arguments=arguments, cancel=self.cancel)
+        except ToolCancelled as exc:
+            # The run's cancel event stopped the call (a cancel, or the run's deadline):
+            # say which call was cut short, then end the run.
+            error("tool_cancelled", f"{call.name} was stopped: {exc}", started)
+            raise RunCancelled() from exc
         except ToolArgumentsError as exc:
             return error("invalid_arguments", str(exc), started)
         except ToolExecutionError as exc:
             return error("tool_error", f"{call.name} failed: {exc}", started)
-        step_record(
+        result_step = step_record(
             trace_id=self.trace_id,
             kind=Step.Kind.TOOL_RESULT,
             name=call.name,
@@ -223,4 +252,5 @@ class FunctionCallingLoop:
             started_at=started,
             ended_at=timezone.now(),
         )
-        return json.dumps(result, default=str)
+        # The model reads the result as stored: a big one capped, with its marker.
+        return json.dumps(result_step.output, default=str)

@@ -107,3 +107,45 @@ def test_syncing_builtins_twice_keeps_one_tool_each_in_the_builtin_toolset():
     assert Tool.objects.get(name="echo").description == "Return the given text unchanged."
     toolset = Toolset.objects.get(slug="builtin")
     assert sorted(toolset.tools.values_list("name", flat=True)) == names
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("round(1, -10**9)", "round's digits must be between"),
+        ("round(1, 10**9)", "round's digits must be between"),
+        ("round(2.5, 1.5)", "whole number"),
+        ("1e308 * 10", "not a finite number"),
+        ("exp(100000)", "exp: result too large"),
+        ("-" * 300 + "1", "nested too deeply"),
+        ("(" * 240 + "1" + ")" * 240, "not an arithmetic expression"),
+        ("1" * 501, "too long"),
+        ("1+" * 200 + "1", "nested too deeply"),
+    ],
+)
+def test_the_calculator_refuses_arguments_that_grow_without_bound(expression, message):
+    with pytest.raises(ValueError, match=message):
+        calculator(expression)
+
+
+@pytest.mark.django_db
+def test_a_runaway_round_becomes_a_clear_error_step_at_once():
+    from toolsapp.executors import ToolExecutionError
+    from toolsapp.models import Tool
+    from toolsapp.services import builtin_tools_sync, tool_execute
+
+    builtin_tools_sync()
+    with pytest.raises(ToolExecutionError, match="round's digits"):
+        tool_execute(
+            tool=Tool.objects.get(name="calculator"),
+            arguments={"expression": "round(1, -10**9)"},
+        )
+
+
+def test_unit_convert_and_echo_refuse_what_they_cannot_hold():
+    with pytest.raises(ValueError, match="too large"):
+        unit_convert(1e308, "mi", "mm")
+    with pytest.raises(ValueError, match="a float can hold"):
+        unit_convert(10**400, "m", "km")
+    with pytest.raises(ValueError, match="too long"):
+        echo("x" * 100_001)

@@ -12,7 +12,7 @@ import pytest
 
 from toolsapp.executors import ToolCancelled, ToolExecutionError, ToolTimeout
 from toolsapp.models import Tool
-from toolsapp.services import builtin_tools_sync, tool_execute
+from toolsapp.services import builtin_tools_sync, python_tool_register, tool_execute
 from toolsapp.validation import ToolArgumentsError
 
 pytestmark = pytest.mark.django_db
@@ -128,9 +128,25 @@ def test_it_refuses_to_run_a_disabled_tool():
 
 
 def test_it_names_a_python_target_that_cannot_be_imported():
-    tool = python_tool("ghost", "toolsapp.nowhere:nothing")
-    with pytest.raises(ToolExecutionError, match="'toolsapp.nowhere:nothing' cannot be imported"):
+    tool = python_tool("ghost", "tests.nowhere:nothing")
+    with pytest.raises(ToolExecutionError, match="'tests.nowhere:nothing' cannot be imported"):
         tool_execute(tool=tool, arguments={"n": 1})
+
+
+def test_it_imports_no_python_target_outside_the_allow_list():
+    tool = python_tool("escape", "os:getcwd", parameters={"type": "object"})
+    with pytest.raises(
+        ToolExecutionError, match="'os:getcwd' is not allowed by TOOLTRAIL_PYTHON_TOOLS"
+    ):
+        tool_execute(tool=tool, arguments={})
+    with pytest.raises(ToolExecutionError, match="is not allowed"):
+        python_tool_register(name="escape2", target="subprocess:run")
+    registered = python_tool_register(
+        name="recorder2",
+        target=f"{__name__}:record_call",
+        parameters={"type": "object", "properties": {"n": {"type": "integer"}}},
+    )
+    assert tool_execute(tool=registered, arguments={"n": 2}) == {"ran": True}
 
 
 def test_it_says_when_a_python_tool_has_no_target():

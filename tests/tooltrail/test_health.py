@@ -26,7 +26,7 @@ def private_redis(settings):
 
 
 def announce_worker(client: redis.Redis, hostname: str, queues: list[str]) -> None:
-    """What agents.signals writes from a live worker."""
+    """What agents.upkeep writes from a live worker."""
     client.set(
         WORKER_KEY_PREFIX + hostname,
         json.dumps({"hostname": hostname, "queues": queues, "at": time.time()}),
@@ -34,8 +34,25 @@ def announce_worker(client: redis.Redis, hostname: str, queues: list[str]) -> No
     )
 
 
-def test_it_is_healthy_with_a_worker_on_the_agents_queue(client, private_redis):
+@pytest.fixture
+def staff(client, make_user):
+    client.force_login(make_user("root", "admin"))
+
+
+def test_anonymous_callers_learn_only_up_or_down(client, private_redis):
     """Asked without a login, as a load balancer does."""
+    assert client.get("/healthz").json() == {"ok": False}
+    announce_worker(private_redis, "agents@box-1", ["agents"])
+    response = client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"ok": True})
+
+
+def test_a_viewer_learns_only_up_or_down(client, private_redis, make_user):
+    client.force_login(make_user("vic", "viewer"))
+    assert client.get("/healthz").json() == {"ok": False}
+
+
+def test_it_is_healthy_with_a_worker_on_the_agents_queue(client, private_redis, staff):
     announce_worker(private_redis, "agents@box-1", ["agents"])
     announce_worker(private_redis, "gpu@box-2", ["gpu"])
 
@@ -54,7 +71,7 @@ def test_it_is_healthy_with_a_worker_on_the_agents_queue(client, private_redis):
     assert "no-cache" in response["Cache-Control"]
 
 
-def test_it_names_the_missing_worker(client, private_redis):
+def test_it_names_the_missing_worker(client, private_redis, staff):
     response = client.get("/healthz")
     assert response.status_code == 503
     report = response.json()
@@ -63,14 +80,14 @@ def test_it_names_the_missing_worker(client, private_redis):
     assert report["workers"]["error"] == "no live worker consumes the agents queue"
 
 
-def test_a_gpu_worker_alone_does_not_make_it_healthy(client, private_redis):
+def test_a_gpu_worker_alone_does_not_make_it_healthy(client, private_redis, staff):
     announce_worker(private_redis, "gpu@box-2", ["gpu"])
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["workers"]["queues"] == ["gpu"]
 
 
-def test_it_reports_redis_that_cannot_be_reached(client, settings):
+def test_it_reports_redis_that_cannot_be_reached(client, settings, staff):
     settings.REDIS_URL = f"redis://127.0.0.1:{launcher.free_port()}/0"
     response = client.get("/healthz")
     assert response.status_code == 503

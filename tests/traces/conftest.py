@@ -49,3 +49,25 @@ def recorded_trace(db):
     )
     trace.refresh_from_db()
     return trace, [model, call, result, final]
+
+
+@pytest.fixture
+def demo_queue(db):
+    """The seeded demo queue: five finished traces, every step labelled by demo-ana and
+    demo-ben (overlap 2), with disagreements and two corrected calls."""
+    from tooltrail.services import roles_sync
+    from traces.demo import annotation_demo_seed
+
+    roles_sync()
+    return annotation_demo_seed()
+
+
+@pytest.fixture
+def schema_trace(db):
+    """A finished trace of the demo shape whose tool call (#2, clock) carries its schema
+    and broke it ({"tz": 5}); #3 is the error, then a retry."""
+    from traces.demo import RUNS, demo_run_record
+    from traces.taxonomy import error_categories_seed
+
+    error_categories_seed()  # a transactional test before this one flushed the migration's rows
+    return demo_run_record(input=RUNS[1]["input"], turns=RUNS[1]["turns"])

@@ -257,10 +257,17 @@ def test_cancel_through_the_api_stops_the_run_within_one_step(stack, api, script
     assert api.post(f"/api/traces/{trace_id}/cancel").status_code == 409
 
 
-def test_healthz_lists_the_live_worker(stack):
+def test_healthz_lists_the_live_worker_to_staff(stack, make_user):
+    from tooltrail.services import api_token_create
+
     response = stack.wait_until(
         lambda: (r := httpx.get(f"{stack.base_url}/healthz", timeout=10)).status_code == 200 and r,
         what="/healthz to answer 200",
+    )
+    assert response.json() == {"ok": True}  # anonymous: up or down, nothing more
+    _, raw = api_token_create(user=make_user("root", role="admin"))
+    response = httpx.get(
+        f"{stack.base_url}/healthz", headers={"Authorization": f"Bearer {raw}"}, timeout=10
     )
     report = response.json()
     assert report["ok"] is True

@@ -33,9 +33,14 @@ __all__ = [
 
 
 def _registry() -> dict[str, Executor]:
-    from . import code, mcp, python
+    from . import code, http, mcp, python
 
-    return {"python": python.execute, "code": code.execute, "mcp": mcp.execute}
+    return {
+        "python": python.execute,
+        "http": http.execute,
+        "code": code.execute,
+        "mcp": mcp.execute,
+    }
 
 
 EXECUTORS: dict[str, Executor] = _registry()

@@ -1,4 +1,5 @@
 import json
+import re
 import time
 
 from django.conf import settings
@@ -24,6 +25,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        if not re.fullmatch(r"[-\w]{1,100}", options["agent"]):
+            raise CommandError(f"{options['agent'][:100]!r} is not an agent's slug")
         agent = Agent.objects.filter(slug=options["agent"]).first()
         if agent is None:
             slugs = ", ".join(Agent.objects.values_list("slug", flat=True)) or "none"

@@ -162,6 +162,8 @@ def config_load(*, path: Path) -> MergeConfig:
         text = Path(path).read_text()
     except OSError as exc:
         raise MergeError(f"cannot read merge config {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise MergeError(f"merge config {path} is not UTF-8 text: {exc.reason}") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -12,10 +12,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--user", required=True)
         parser.add_argument("--name", default="cli")
+        parser.add_argument(
+            "--expires-in-days", type=int, default=None, help="1 to 3650; default: never"
+        )
 
     def handle(self, *args, **options) -> None:
         user = get_user_model().objects.filter(username=options["user"]).first()
         if user is None:
             raise CommandError(f"no user named {options['user']!r}")
-        _, raw = api_token_create(user=user, name=options["name"])
+        try:
+            _, raw = api_token_create(
+                user=user, name=options["name"][:100], expires_in_days=options["expires_in_days"]
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(raw)
