@@ -25,7 +25,7 @@ from agents.llm import ModelCancelled, ModelError, backend_for
 from agents.models import Agent, AgentVersion, ModelEndpoint
 from agents.strategies import STRATEGIES, RunCancelled
 from toolsapp.models import Tool
-from toolsapp.selectors import toolset_tools
+from toolsapp.selectors import RunTools, run_tools, toolset_tools
 from traces.models import Step, Trace
 from traces.services import TraceError, step_record, trace_finish, trace_heartbeat, trace_start
 
@@ -205,19 +205,26 @@ def trace_run(*, trace_id) -> Trace | None:
     with RunWatch(trace_id, deadline_seconds=deadline) as watch:
         try:
             settings_ = _run_settings(agent, trace.metadata.get("agent_version_id"))
-            # An evaluation item brings its own functions and conversation (see agents.evals).
+            # An evaluation item brings its own functions and conversation (see agents.evals);
+            # otherwise the recorded version's tools, or a retrieval over the toolset when
+            # it is large (tool_search).
             evaluation = trace.metadata.get("eval") or {}
-            tools = (
-                eval_functions(evaluation["tools"]) if "tools" in evaluation else settings_["tools"]
-            )
+            if "tools" in evaluation:
+                offered = RunTools(tools=eval_functions(evaluation["tools"]))
+            elif len(settings_["tools"]) > settings.TOOLTRAIL_TOOL_SEARCH_THRESHOLD > 0:
+                offered = run_tools(toolset=agent.toolset, query=trace.input)
+            else:
+                offered = RunTools(tools=settings_["tools"])
             strategy_class = STRATEGIES[settings_["strategy"]]
             options = {"single_turn": True} if evaluation.get("single_turn") else {}
             if _accepts(strategy_class, "cancel"):
                 options["cancel"] = watch.cancel  # interrupts a tool call in progress
+            if offered.search is not None:
+                options["tool_search"] = offered.search
             strategy = strategy_class(
                 trace_id=trace_id,
                 backend=_Interruptible(backend_for(settings_["endpoint"]), watch.cancel),
-                tools=tools,
+                tools=offered.tools,
                 system_prompt=settings_["system_prompt"],
                 max_steps=settings_["max_steps"],
                 should_stop=watch.must_stop,

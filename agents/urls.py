@@ -33,6 +33,7 @@ urlpatterns = [
     path("traces/<uuid:trace_id>/again/", views_build.run_again_view, name="run_again"),
     path("tool-maker/", views_toolmaker.tool_maker_view, name="tool_maker"),
     path("datasets/", eval_views.dataset_list_view, name="dataset_list"),
+    path("datasets/from-queue/", eval_views.dataset_from_queue_view, name="dataset_from_queue"),
     path("datasets/<slug:name>/", eval_views.dataset_detail_view, name="dataset_detail"),
     path("experiments/", eval_views.experiment_list_view, name="experiment_list"),
     path("experiments/new/", eval_views.experiment_new_view, name="experiment_new"),

@@ -28,6 +28,12 @@ def _fast_heartbeats(settings):
     settings.TOOLTRAIL_HEARTBEAT_SECONDS = 0.5
 
 
+@pytest.fixture(autouse=True)
+def _private_tool_index(settings, tmp_path):
+    """Each test its own saved tool index (the embedding model stays loaded)."""
+    settings.TOOLTRAIL_TOOL_INDEX_PATH = tmp_path / "tool_index.npz"
+
+
 # Python tools must be allow-listed (TOOLTRAIL_PYTHON_TOOLS); tests register functions
 # from their own modules.
 TEST_PYTHON_TOOLS = "tests.*"
@@ -117,6 +123,7 @@ def stack(django_db_setup, django_db_blocker):
         "SECRET_KEY": settings.SECRET_KEY,
         "TOOLTRAIL_HEARTBEAT_SECONDS": "0.5",
         "TOOLTRAIL_STALE_AFTER_SECONDS": "4",
+        "TOOLTRAIL_TOOL_INDEX_PATH": os.path.join(tempfile.mkdtemp(), "tool_index.npz"),
         "TOOLTRAIL_PYTHON_TOOLS": TEST_PYTHON_TOOLS,
         "PYTHONUNBUFFERED": "1",
         # Models the session's worker writes (GPU jobs) stay out of the checkout's var/.

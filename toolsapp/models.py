@@ -198,3 +198,19 @@ class Toolset(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("toolsapp:toolset_detail", args=[self.slug])
+
+
+class ToolIndexChange(models.Model):
+    """One row per write to a tool, written in the writer's own transaction (so a rolled-back
+    import leaves none). Each process's retrieval index applies the rows after the last one
+    it has seen, re-embedding only those tools (``toolsapp.retrieval.store``). ``tool_id``
+    is not a foreign key: the row must outlive a deleted tool."""
+
+    tool_id = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"change {self.pk}: tool {self.tool_id}"

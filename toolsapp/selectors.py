@@ -6,11 +6,15 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import models
 from django.db.models import QuerySet
 
 from .models import HttpToolSource, McpServer, Tool, Toolset
+from .retrieval.search import ToolSearch
 
 # Source prefix → the model whose ``name`` a source of that kind is. A tool's ``source``
 # is "<prefix>:<name>"; Python and code tools have none ("").
@@ -48,6 +52,61 @@ def tool_list(
     if status:
         qs = qs.filter(status=status)
     return qs
+
+
+def tool_search_rank(
+    *,
+    query: str,
+    tools: QuerySet[Tool] | None = None,
+    allowed: Iterable[int] | None = None,
+    k: int = 50,
+    method: str | None = None,
+) -> list[Tool]:
+    """The ``k`` tools that best match ``query``, best first, from the retrieval index
+    (BM25 + MiniLM, fused). ``tools`` (a queryset) or ``allowed`` (ids) limits the search;
+    neither: every tool. Each tool gets ``search_score`` and ``search_ranks`` (its rank
+    in each ranking that found it)."""
+    from .retrieval.store import tool_index
+
+    if tools is not None:
+        allowed = list(tools.values_list("id", flat=True))
+    hits = tool_index().search(
+        query, k=k, method=method or settings.TOOLTRAIL_TOOL_SEARCH_METHOD, allowed=allowed
+    )
+    by_id = Tool.objects.in_bulk([h.key for h in hits])
+    ranked = []
+    for hit in hits:
+        tool = by_id.get(hit.key)
+        if tool is not None:  # deleted since the index last synced
+            tool.search_score, tool.search_ranks = hit.score, hit.ranks
+            ranked.append(tool)
+    return ranked
+
+
+@dataclass
+class RunTools:
+    """The tools a run starts with, and ``search`` when it must find the rest."""
+
+    tools: list[Tool]
+    search: ToolSearch | None = None
+
+
+def run_tools(*, toolset: Toolset | None, query: str) -> RunTools:
+    """The tools of a run. A toolset of at most ``TOOLTRAIL_TOOL_SEARCH_THRESHOLD`` active
+    tools is offered whole; a larger one is offered as ``tool_search`` plus the
+    ``TOOLTRAIL_TOOL_SEARCH_TOP_K`` tools that best match ``query`` (the user's request)."""
+    threshold = settings.TOOLTRAIL_TOOL_SEARCH_THRESHOLD
+    if toolset is None:
+        return RunTools(tools=[])
+    active = toolset.tools.filter(status=Tool.Status.ACTIVE)
+    if threshold <= 0 or active.count() <= threshold:
+        return RunTools(tools=toolset_tools(toolset=toolset))
+    search = ToolSearch(
+        allowed=list(active.values_list("id", flat=True)),
+        k=settings.TOOLTRAIL_TOOL_SEARCH_TOP_K,
+        method=settings.TOOLTRAIL_TOOL_SEARCH_METHOD,
+    )
+    return RunTools(tools=search.find(query), search=search)
 
 
 def tool_sources() -> list[str]:

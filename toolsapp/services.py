@@ -19,7 +19,7 @@ from django.utils import timezone
 from .builtin import BUILTIN_TOOLS
 from .executors import ToolCancelled, ToolExecutionError, executor_for
 from .importers.openapi import SpecError, ToolDraft, spec_parse, spec_read, spec_tools
-from .models import HttpToolSource, Tool, Toolset, tool_fingerprint
+from .models import HttpToolSource, Tool, ToolIndexChange, Toolset, tool_fingerprint
 from .validation import ToolArgumentsError, arguments_check, schema_check
 
 
@@ -49,6 +49,25 @@ def builtin_tools_sync() -> list[Tool]:
     )
     toolset.tools.add(*tools)
     return tools
+
+
+# The change log is pruned as it grows; a process whose last-seen change was pruned
+# rebuilds from the table (re-embedding only changed text), so this only bounds its size.
+TOOL_INDEX_CHANGES_KEPT = 20_000
+
+
+def tool_index_mark(*, tool_ids: list[int]) -> None:
+    """Tell every process's retrieval index that these tools changed (were created,
+    updated, deactivated or deleted). Runs in the caller's transaction. Saving a ``Tool``
+    does this by itself (a signal); bulk writes that send no signals call it."""
+    if not tool_ids:
+        return
+    changes = ToolIndexChange.objects.bulk_create(
+        [ToolIndexChange(tool_id=tool_id) for tool_id in tool_ids]
+    )
+    last = changes[-1].pk
+    if last is not None and last % 1000 < len(tool_ids):
+        ToolIndexChange.objects.filter(pk__lte=last - TOOL_INDEX_CHANGES_KEPT).delete()
 
 
 def tool_call_check(*, tool: Tool, arguments: dict[str, Any]) -> None:
@@ -359,6 +378,12 @@ def openapi_import_apply(
         ]
         Tool.objects.bulk_update(changed, fields, batch_size=500)
         say(f"updated {len(plan.updated)} tools")
+        # Bulk writes send no signals: tell the retrieval index (deactivating changes no
+        # indexed text; searches filter by status).
+        created_ids = Tool.objects.filter(source=key, name__in=plan.created).values_list(
+            "id", flat=True
+        )
+        tool_index_mark(tool_ids=[*created_ids, *(t.pk for t in changed)])
         Tool.objects.filter(source=key, name__in=plan.deactivated).update(
             status=Tool.Status.INACTIVE, updated_at=now
         )

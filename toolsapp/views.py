@@ -20,16 +20,21 @@ from .executors import ToolExecutionError
 from .forms import RAW_FIELD, try_arguments, try_fields
 from .importers.openapi import SpecError, spec_read
 from .models import HttpToolSource, Tool
-from .selectors import ToolLookupError, tool_get, tool_list, tool_sources
+from .selectors import ToolLookupError, tool_get, tool_list, tool_search_rank, tool_sources
 from .services import OpenApiImport, openapi_import_apply, openapi_import_plan, tool_execute
 from .validation import ToolArgumentsError
 
 TOOLS_PER_PAGE = 100
+SEARCH_RESULTS = 50
 
 
 def tool_list_view(request: HttpRequest) -> HttpResponse:
     filters = {k: request.GET.get(k, "") for k in ("kind", "source", "status")}
     qs = tool_list(**{k: v or None for k, v in filters.items()})
+    # ?q= ranks the filtered tools by the retrieval index agents use: the best 50, best first.
+    search = request.GET.get("q", "").strip()[:500]
+    if search:
+        qs = tool_search_rank(query=search, tools=qs, k=SEARCH_RESULTS)
     page = Paginator(qs, TOOLS_PER_PAGE).get_page(request.GET.get("page"))
     template = "toolsapp/tool_list.html"
     if request.htmx:
@@ -41,7 +46,8 @@ def tool_list_view(request: HttpRequest) -> HttpResponse:
             "page": page,
             "tools": page.object_list,
             "filters": filters,
-            "query": urlencode({k: v for k, v in filters.items() if v}),
+            "query": urlencode({k: v for k, v in {**filters, "q": search}.items() if v}),
+            "q": search,
             "kinds": Tool.Kind.choices,
             "statuses": Tool.Status.choices,
             "sources": tool_sources(),

@@ -277,6 +277,7 @@ def start_worker(
     name: str | None = None,
     quiet: bool = False,
     logfile: str | None = None,
+    beat: bool = False,
     output: str | None = None,
 ) -> subprocess.Popen:
     """A Celery worker. ``logfile`` is Celery's own log; ``output`` takes what it
@@ -303,6 +304,9 @@ def start_worker(
     ]
     if logfile:
         args += ["-f", logfile]
+    if beat:
+        schedule = Path(env.get("TOOLTRAIL_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule"
+        args += ["-B", "-s", str(schedule)]
     out: int | None = subprocess.DEVNULL if quiet else None
     log = open(output, "ab") if output else None  # noqa: SIM115 - the child keeps it
     try:
@@ -487,6 +491,9 @@ def up() -> int:
                         env=env,
                         name=f"{queue}@%h",
                         output=str(supervisor.log(name)),
+                        # The scheduler (one per deployment) rides with the agents
+                        # worker: MCP re-syncs, trace upkeep and retention.
+                        beat=queue == "agents",
                     ),
                 )
             supervisor.start(

@@ -17,7 +17,7 @@ from .api import ApiError, authenticate, error_response
 PUBLIC_PREFIXES = ("/accounts/login/", "/healthz", "/static/", "/favicon.ico")
 # The API authenticates by bearer token in its views (tooltrail.api.api_view); here it
 # only has to carry one, so a view that forgot the decorator still fails closed.
-TOKEN_PREFIXES = ("/api/",)
+TOKEN_PREFIXES = ("/api/", "/v1/")
 
 
 class LoginRequiredEverywhereMiddleware:
@@ -58,6 +58,10 @@ class RequestSizeLimitMiddleware:
             if multipart
             else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         )
+        if request.path == "/v1/traces":
+            # OTLP batches have their own limit (the ingest view checks it, before and
+            # after gzip, and answers as OTLP asks).
+            limit = settings.TOOLTRAIL_OTLP_MAX_BYTES
         if limit is not None and length > limit:
             message = f"the request body is {length} bytes; the limit is {limit} bytes"
             return refuse(request, message, 413)

@@ -257,6 +257,14 @@ SITE_URL = (
     or env_str("TOOLTRAIL_BASE_URL")
     or f"http://127.0.0.1:{env_str('PORT', '8000')}"
 ).rstrip("/")
+# Tool retrieval (docs/tool-retrieval.md): an agent whose toolset has more active tools
+# than the threshold gets tool_search plus the top-k tools for its request (0: never).
+TOOLTRAIL_TOOL_SEARCH_THRESHOLD = int(env_float("TOOLTRAIL_TOOL_SEARCH_THRESHOLD", 30))
+TOOLTRAIL_TOOL_SEARCH_TOP_K = int(env_float("TOOLTRAIL_TOOL_SEARCH_TOP_K", 8))
+TOOLTRAIL_TOOL_SEARCH_METHOD = env_str("TOOLTRAIL_TOOL_SEARCH_METHOD", "hybrid")
+TOOLTRAIL_TOOL_INDEX_PATH = Path(
+    env_str("TOOLTRAIL_TOOL_INDEX_PATH", str(VAR_DIR / "tool_index.npz"))
+)
 # Model artifacts made here (embedded SmolLM2, merge and fine-tune outputs).
 TOOLTRAIL_ARTIFACTS_DIR = env_str("TOOLTRAIL_ARTIFACTS_DIR", str(VAR_DIR / "artifacts"))
 # A step row keeps at most this many bytes of its input, output and error each; the
@@ -273,6 +281,18 @@ TOOLTRAIL_PYTHON_TOOLS = ["toolsapp.builtin:*"] + [
 TOOLTRAIL_OPENAPI_MAX_BYTES = int(env_float("TOOLTRAIL_OPENAPI_MAX_BYTES", 64 * 1024 * 1024))
 TOOLTRAIL_OPENAPI_MAX_OPERATIONS = int(env_float("TOOLTRAIL_OPENAPI_MAX_OPERATIONS", 25_000))
 TOOLTRAIL_HTTP_TOOL_MAX_BYTES = int(env_float("TOOLTRAIL_HTTP_TOOL_MAX_BYTES", 1024 * 1024))
+
+# --- Trace ingest (OTLP, SDK) and retention (docs/ingest.md) ---
+# An OTLP/HTTP request body over this many bytes (after gzip) is refused with 413.
+TOOLTRAIL_OTLP_MAX_BYTES = int(env_float("TOOLTRAIL_OTLP_MAX_BYTES", 16 * 1024 * 1024))
+# Ingest requests waiting in one server process beyond this get 503 + Retry-After.
+TOOLTRAIL_OTLP_MAX_PENDING = int(env_float("TOOLTRAIL_OTLP_MAX_PENDING", 16))
+# An ingested trace whose spans stopped coming this long ago is closed (finished).
+TOOLTRAIL_INGEST_IDLE_SECONDS = env_float("TOOLTRAIL_INGEST_IDLE_SECONDS", 60.0)
+# Finished traces older than this many days, or beyond the newest N, are deleted by
+# the Celery beat task traces.tasks.traces_upkeep_task (0 keeps them).
+TOOLTRAIL_RETENTION_DAYS = env_float("TOOLTRAIL_RETENTION_DAYS", 0)
+TOOLTRAIL_RETENTION_MAX_TRACES = int(env_float("TOOLTRAIL_RETENTION_MAX_TRACES", 0))
 
 # The sandbox of `code` tools (toolsapp/sandbox.py): limits, and the paths it hides (the
 # app, its data and secrets, the virtualenv, homes, service state; more with
@@ -310,6 +330,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "toolsapp.tasks.mcp_sync_all_task",
         "schedule": env_float("TOOLTRAIL_MCP_SYNC_SECONDS", 3600.0),
     },
+    # Ingested traces that went idle are closed, then the retention policy runs.
+    "traces-upkeep": {"task": "traces.tasks.traces_upkeep_task", "schedule": 60.0},
 }
 
 LOGGING = {

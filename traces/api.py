@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.dateparse import parse_datetime
 from ninja import Query, Router, Schema, Status
+from pydantic import ConfigDict
 
 from tooltrail.api import ERRORS, ApiError, ErrorOut, require_perm
 from tooltrail.params import MAX_CURSOR, int_param
@@ -25,6 +26,10 @@ TRACE_PAGE = 100
 
 
 class TraceOut(Schema):
+    # The payload is built by traces.services.trace_payload; a field added there is passed
+    # on even before it is documented here.
+    model_config = ConfigDict(extra="allow")
+
     id: str
     name: str
     agent_slug: str
@@ -39,6 +44,8 @@ class TraceOut(Schema):
     step_count: int
     prompt_tokens: int
     completion_tokens: int
+    source: str = ""
+    otel_trace_id: str = ""
 
 
 class TracePage(Schema):
@@ -47,6 +54,8 @@ class TracePage(Schema):
 
 
 class StepOut(Schema):
+    model_config = ConfigDict(extra="allow")  # as TraceOut: step_payload is the source
+
     id: int
     trace_id: str
     seq: int
@@ -64,6 +73,9 @@ class StepOut(Schema):
     duration_ms: float | None
     prompt_tokens: int
     completion_tokens: int
+    span_id: str = ""
+    parent_span_id: str = ""
+    attributes: object | None = None
 
 
 class StepsOut(Schema):
@@ -139,7 +151,9 @@ def traces_filtered(filters: TraceFilters) -> QuerySet[Trace]:
     return qs.order_by("-created_at", "-id")
 
 
-@router.get("/traces", response={200: TracePage, 400: ErrorOut, **ERRORS}, summary="List traces")
+@router.get(
+    "/traces/list", response={200: TracePage, 400: ErrorOut, **ERRORS}, summary="List traces"
+)
 def list_traces(request: HttpRequest, filters: Query[TraceFilters]):
     """Newest first, ``limit`` (1-100) at a time. Pass ``next`` back as ``cursor`` for
     the following page (keyset pagination: stable while new runs arrive)."""

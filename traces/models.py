@@ -76,7 +76,18 @@ class Trace(models.Model):
                 name="trace_created_status",
             ),
         ]
-        permissions = [("cancel_trace", "Can cancel any running or queued trace")]
+        permissions = [
+            ("cancel_trace", "Can cancel any running or queued trace"),
+            ("ingest_traces", "Can send traces (OTLP, SDK) and import them"),
+        ]
+        constraints = [
+            # Spans of one OTLP trace, arriving in many requests, land in one trace.
+            models.UniqueConstraint(
+                fields=["otel_trace_id"],
+                condition=models.Q(source__in=["otlp", "sdk"]) & ~models.Q(otel_trace_id=""),
+                name="trace_otel_id_unique_when_ingested",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} · {self.created_at:%Y-%m-%d %H:%M:%S} · {self.status}"
@@ -109,6 +120,11 @@ class Step(models.Model):
         TOOL_RESULT = "tool_result", "Tool result"
         ERROR = "error", "Error"
         FINAL = "final", "Final answer"
+        # Kinds that traces from other agents bring (OpenTelemetry GenAI / OpenInference).
+        AGENT = "agent", "Agent"
+        CHAIN = "chain", "Chain"
+        RETRIEVER = "retriever", "Retriever"
+        SPAN = "span", "Span"
 
     class Status(models.TextChoices):
         OK = "ok", "OK"
@@ -140,13 +156,15 @@ class Step(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["trace", "seq"], name="step_seq_unique_per_trace")
         ]
-        # The dashboard's tool figures (one kind of step over a time range), read from the
-        # index alone: the rows themselves carry bulky JSON.
         indexes = [
+            # Parents arriving after their children are found by span id.
+            models.Index(fields=["trace", "span_id"]),
+            # The dashboard's tool figures (one kind of step over a time range), read from
+            # the index alone: the rows themselves carry bulky JSON.
             models.Index(
                 fields=["kind", "created_at", "name", "started_at", "ended_at", "parent"],
                 name="step_kind_created",
-            )
+            ),
         ]
 
     def __str__(self) -> str:

@@ -113,6 +113,17 @@ def model_call_conversation(*, step: Step) -> list[dict] | None:
     return conversation + messages
 
 
+def traces_api_list(*, user, otel_trace_id: str = "", limit: int = 50) -> list[Trace]:
+    """Traces for ``GET /api/traces``, newest first, that ``user`` may read (every
+    signed-in role, as ``trace_get_for_user``)."""
+    if user is None or not user.is_authenticated:
+        return []
+    qs = Trace.objects.all()
+    if otel_trace_id:
+        qs = qs.filter(otel_trace_id=otel_trace_id)
+    return list(qs.order_by("-created_at", "-id")[:limit])
+
+
 def tool_call_stats(
     *, name: str, source: str = "", tool_id: int | None = None, limit: int = 50
 ) -> dict:

@@ -9,20 +9,25 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import BooleanField, DateTimeField, ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Now
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.text import slugify
 
 from .broadcast import TRACE_LIST_GROUP, group_send_on_commit, trace_group
+from .ingest.mapping import StepRecord
 from .limits import text_cap, text_clean, text_size, value_cap
 from .models import Step, StepBlob, Trace
 from .rendering import step_live_html, totals_oob_html
+
+_STEP_KINDS = frozenset(Step.Kind.values)
 
 
 class TraceError(Exception):
@@ -48,6 +53,9 @@ def step_payload(step: Step) -> dict[str, Any]:
         "duration_ms": step.duration_ms,
         "prompt_tokens": step.prompt_tokens,
         "completion_tokens": step.completion_tokens,
+        "span_id": step.span_id,
+        "parent_span_id": step.parent_span_id,
+        "attributes": step.metadata.get("attributes", {}),
     }
 
 
@@ -67,17 +75,22 @@ def trace_payload(trace: Trace) -> dict[str, Any]:
         "step_count": trace.step_count,
         "prompt_tokens": trace.prompt_tokens,
         "completion_tokens": trace.completion_tokens,
+        "source": trace.source,
+        "otel_trace_id": trace.otel_trace_id,
     }
 
 
 def _trace_broadcast(trace: Trace, *, created: bool = False) -> None:
-    """Tell the trace page and the trace list that the trace changed."""
-    message = {
-        "type": "trace.updated",
-        "trace": trace_payload(trace),
-        "html": render_to_string("traces/_trace_status_oob.html", {"trace": trace}),
-    }
-    group_send_on_commit(trace_group(trace.id), message)
+    """Tell the trace page and the trace list that the trace changed. A trace just
+    created has no page open yet (a socket that joins later reads it from the
+    database), so only the list hears of it."""
+    if not created:
+        message = {
+            "type": "trace.updated",
+            "trace": trace_payload(trace),
+            "html": render_to_string("traces/_trace_status_oob.html", {"trace": trace}),
+        }
+        group_send_on_commit(trace_group(trace.id), message)
     group_send_on_commit(
         TRACE_LIST_GROUP,
         {
@@ -145,6 +158,120 @@ def trace_start(
     return trace
 
 
+def _step_capped(
+    *, input: Any, output: Any, error: str, metadata: dict[str, Any] | None
+) -> tuple[Any, Any, str, dict[str, Any], dict[str, str]]:
+    """Input, output and error as a step row keeps them (traces.limits): each over the
+    limit becomes a preview with a "truncated: N bytes" marker, named in
+    ``metadata["truncated"]``, and its whole text is returned in ``blobs`` for a
+    StepBlob. Called outside the trace's lock: encoding a big value must not hold up
+    other writers. Returns (input, output, error, metadata, blobs)."""
+    meta = dict(metadata or {})
+    blobs: dict[str, str] = {}
+    capped_input, capped_output = value_cap(input), value_cap(output)
+    error, full_error, cut_error = text_cap(str(error or ""))
+    for field, full, cut in (
+        ("input", capped_input.full_text, capped_input.cut_bytes),
+        ("output", capped_output.full_text, capped_output.cut_bytes),
+        ("error", full_error, cut_error),
+    ):
+        if full is not None:
+            blobs[field] = full
+            meta.setdefault("truncated", {})[field] = cut
+    return capped_input.value, capped_output.value, error, meta, blobs
+
+
+def _step_build(
+    *,
+    trace_id: uuid.UUID,
+    seq: int,
+    kind: str,
+    name: str = "",
+    input: Any = None,
+    output: Any = None,
+    error: str = "",
+    parent: Step | None = None,
+    tool_call_id: str = "",
+    span_id: str = "",
+    parent_span_id: str = "",
+    started_at: datetime | None = None,
+    ended_at: datetime | None = None,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    metadata: dict[str, Any] | None = None,
+    now: datetime,
+) -> Step:
+    """The unsaved step row: the one place a step's fields are checked and shaped,
+    for ``step_record``, ``steps_record_bulk`` and ``trace_import`` alike (input,
+    output and error already capped by ``_step_capped``)."""
+    if kind not in _STEP_KINDS:
+        raise TraceError(f"unknown step kind {kind!r}")
+    meta = dict(metadata or {})
+    if parent is not None:
+        if parent.trace_id != trace_id:
+            raise TraceError("a step's parent must belong to the same trace")
+        meta["parent_seq"] = parent.seq
+    return Step(
+        trace_id=trace_id,
+        seq=seq,
+        parent=parent,
+        kind=kind,
+        name=text_clean(str(name or ""))[:200],
+        input=input,
+        output=output,
+        error=error,
+        status=Step.Status.ERROR if (kind == Step.Kind.ERROR or error) else Step.Status.OK,
+        tool_call_id=text_clean(str(tool_call_id or ""))[:100],
+        span_id=span_id[:16],
+        parent_span_id=parent_span_id[:16],
+        started_at=started_at or now,
+        ended_at=ended_at or now,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        metadata=meta,
+    )
+
+
+def _step_message(step: Step, *, trace: Trace, prompt_tokens: int, completion_tokens: int, now):
+    """The broadcast for a step that ends a write (one step, or the last of a batch):
+    a client one step behind appends it, one further behind fills the gap from the
+    database by its cursor."""
+    payload = step_payload(step)
+    # Both forms are finished text: every listening socket sends them as they are,
+    # rather than each decoding a nested payload and encoding its own JSON.
+    html = step_live_html(step) + totals_oob_html(
+        step_count=step.seq,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        duration_ms=(now - trace.started_at).total_seconds() * 1000 if trace.started_at else None,
+    )
+    message = {"type": "step.created", "seq": step.seq, "html": html}
+
+    def stamp() -> None:
+        # Stamped in the on-commit callback, so it is the moment the step became
+        # durable; the latency benchmark measures from here to the browser.
+        message["committed_at"] = time.time()
+        message["json"] = json.dumps(
+            {"type": "step", "step": payload, "committed_at": message["committed_at"]},
+            default=str,
+        )
+
+    transaction.on_commit(stamp)
+    group_send_on_commit(trace_group(trace.id), message)
+
+
+def _trace_lock_for_steps(trace_id: uuid.UUID | str) -> Trace:
+    trace = (
+        Trace.objects.select_for_update()
+        .only("id", "step_count", "status", "prompt_tokens", "completion_tokens", "started_at")
+        .get(pk=trace_id)
+    )
+    if trace.is_finished:
+        # The run ended elsewhere (cancelled, or reaped as lost): its record is closed.
+        raise TraceError(f"trace {trace.id} is already {trace.status}; it takes no more steps")
+    return trace
+
+
 def step_record(
     *,
     trace_id: uuid.UUID | str,
@@ -168,55 +295,33 @@ def step_record(
     Input, output and error are capped (traces.limits): the row keeps a preview with a
     "truncated: N bytes" marker and the whole value goes to a StepBlob.
     """
-    if kind not in Step.Kind.values:
+    if kind not in _STEP_KINDS:
         raise TraceError(f"unknown step kind {kind!r}")
-    status = Step.Status.ERROR if (kind == Step.Kind.ERROR or error) else Step.Status.OK
     now = timezone.now()
-    meta = dict(metadata or {})
-    # Sized outside the lock: encoding a big value must not hold up other writers.
-    blobs: dict[str, str] = {}
-    capped_input, capped_output = value_cap(input), value_cap(output)
-    input, output = capped_input.value, capped_output.value
-    error, full_error, cut_error = text_cap(str(error or ""))
-    for field, full, cut in (
-        ("input", capped_input.full_text, capped_input.cut_bytes),
-        ("output", capped_output.full_text, capped_output.cut_bytes),
-        ("error", full_error, cut_error),
-    ):
-        if full is not None:
-            blobs[field] = full
-            meta.setdefault("truncated", {})[field] = cut
+    input, output, error, metadata, blobs = _step_capped(
+        input=input, output=output, error=error, metadata=metadata
+    )
     with transaction.atomic():
-        trace = (
-            Trace.objects.select_for_update()
-            .only("id", "step_count", "status", "prompt_tokens", "completion_tokens", "started_at")
-            .get(pk=trace_id)
-        )
-        if trace.is_finished:
-            # The run ended elsewhere (cancelled, or reaped as lost): its record is closed.
-            raise TraceError(f"trace {trace.id} is already {trace.status}; it takes no more steps")
-        if parent is not None:
-            if parent.trace_id != trace.id:
-                raise TraceError("a step's parent must belong to the same trace")
-            meta["parent_seq"] = parent.seq
+        trace = _trace_lock_for_steps(trace_id)
         seq = trace.step_count + 1
-        step = Step.objects.create(
+        step = _step_build(
             trace_id=trace.id,
             seq=seq,
-            parent=parent,
             kind=kind,
-            name=text_clean(str(name or ""))[:200],
+            name=name,
             input=input,
             output=output,
             error=error,
-            status=status,
-            tool_call_id=text_clean(str(tool_call_id or ""))[:100],
-            started_at=started_at or now,
-            ended_at=ended_at or now,
+            parent=parent,
+            tool_call_id=tool_call_id,
+            started_at=started_at,
+            ended_at=ended_at,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            metadata=meta,
+            metadata=metadata,
+            now=now,
         )
+        step.save(force_insert=True)
         if blobs:
             _blobs_save(step, blobs)
         Trace.objects.filter(pk=trace.id).update(
@@ -227,32 +332,22 @@ def step_record(
         )
     # The message is built after the lock is released (on SQLite, the database-wide
     # write lock); on_commit still waits for a caller's outer transaction, if any.
-    payload = step_payload(step)
-    # Both forms are finished text: every listening socket sends them as they are,
-    # rather than each decoding a nested payload and encoding its own JSON.
-    html = step_live_html(step) + totals_oob_html(
-        step_count=seq,
+    _step_message(
+        step,
+        trace=trace,
         prompt_tokens=trace.prompt_tokens + prompt_tokens,
         completion_tokens=trace.completion_tokens + completion_tokens,
-        duration_ms=(now - trace.started_at).total_seconds() * 1000 if trace.started_at else None,
+        now=now,
     )
-    message = {"type": "step.created", "seq": seq, "html": html}
-
-    def stamp() -> None:
-        # Stamped in the on-commit callback, so it is the moment the step became
-        # durable; the latency benchmark measures from here to the browser.
-        message["committed_at"] = time.time()
-        message["json"] = json.dumps(
-            {"type": "step", "step": payload, "committed_at": message["committed_at"]},
-            default=str,
-        )
-
-    transaction.on_commit(stamp)
-    group_send_on_commit(trace_group(trace.id), message)
     return step
 
 
 def _blobs_save(step: Step, blobs: dict[str, str]) -> None:
+    _blobs_save_many([(step, blobs)])
+
+
+def _blobs_save_many(pairs: Sequence[tuple[Step, dict[str, str]]]) -> None:
+    """The whole values of capped fields, for saved steps, in one insert."""
     limit = settings.TOOLTRAIL_STEP_BLOB_MAX_BYTES
     StepBlob.objects.bulk_create(
         StepBlob(
@@ -262,8 +357,187 @@ def _blobs_save(step: Step, blobs: dict[str, str]) -> None:
             size=text_size(text),
             complete=text_size(text) <= limit,
         )
+        for step, blobs in pairs
         for field, text in blobs.items()
     )
+
+
+def _batch_order(records: Sequence[StepRecord]) -> list[tuple[StepRecord, int]]:
+    """Records with their depth inside the batch, in start-time order except that a
+    parent in the same batch always comes before its children."""
+    by_span = {r.span_id: r for r in records}
+    depth: dict[str, int] = {}
+
+    def depth_of(record: StepRecord) -> int:
+        chain: list[str] = []
+        current = record.span_id
+        while current not in depth:
+            parent = by_span[current].parent_span_id
+            if parent not in by_span or parent == current or parent in chain:
+                depth[current] = 0  # a batch root (or a cycle, cut here)
+                break
+            chain.append(current)
+            current = parent
+        for span_id in reversed(chain):
+            depth[span_id] = depth[by_span[span_id].parent_span_id] + 1
+        return depth[record.span_id]
+
+    far_past = datetime.min.replace(tzinfo=UTC)
+    by_start = sorted(
+        enumerate(records), key=lambda pair: (pair[1].started_at or far_past, pair[0])
+    )
+    ordered: list[tuple[StepRecord, int]] = []
+    emitted: set[str] = set()
+    for _, record in by_start:
+        # Emit any not-yet-emitted ancestors in the batch first, outermost first.
+        chain: list[StepRecord] = []
+        node: StepRecord | None = record
+        while node is not None and node.span_id not in emitted:
+            chain.append(node)
+            emitted.add(node.span_id)
+            # Depth 0 is a batch root (its parent, if any, is elsewhere).
+            node = by_span[node.parent_span_id] if depth_of(node) else None
+        ordered.extend((r, depth_of(r)) for r in reversed(chain))
+    return ordered
+
+
+def steps_record_bulk(
+    *, trace_id: uuid.UUID | str, records: Sequence[StepRecord], broadcast: bool = True
+) -> list[Step]:
+    """Append many steps to a trace in one transaction: bulk inserts, one broadcast.
+
+    The same rules as ``step_record`` (fields shaped by ``_step_build``, sequence numbers
+    taken under the trace's row lock, totals and heartbeat moved, broadcast after
+    commit), for steps that name their parent by span id. A span id the trace already
+    holds is skipped (an exporter retrying a batch), so sending twice is harmless. A
+    parent found neither in the trace nor in the batch is resolved when it arrives:
+    its waiting children are attached to it then. Returns the new steps in seq order.
+    ``broadcast=False`` is for a trace created in the caller's transaction: nobody can
+    be watching it yet, and a socket that joins after the commit reads the steps.
+    """
+    for record in records:
+        if record.kind not in _STEP_KINDS:
+            raise TraceError(f"unknown step kind {record.kind!r}")
+    now = timezone.now()
+    # Capped outside the lock, as step_record does.
+    capped = {
+        id(r): _step_capped(input=r.input, output=r.output, error=r.error, metadata=r.metadata)
+        for r in records
+    }
+    with transaction.atomic():
+        trace = _trace_lock_for_steps(trace_id)
+        wanted: dict[str, StepRecord] = {}
+        for record in records:
+            wanted.setdefault(record.span_id, record)
+        # A trace with no steps yet has nothing to skip, link to or attach (its first
+        # batch, the usual case): three queries fewer.
+        has_steps = trace.step_count > 0
+        known = (
+            set(
+                Step.objects.filter(trace_id=trace.id, span_id__in=list(wanted)).values_list(
+                    "span_id", flat=True
+                )
+            )
+            if has_steps
+            else set()
+        )
+        fresh = [r for span_id, r in wanted.items() if span_id not in known]
+        if not fresh:
+            return []
+        outside = {r.parent_span_id for r in fresh if r.parent_span_id} - {r.span_id for r in fresh}
+        parents: dict[str, Step] = (
+            {
+                p.span_id: p
+                for p in Step.objects.filter(trace_id=trace.id, span_id__in=list(outside)).only(
+                    "id", "trace_id", "seq", "span_id"
+                )
+            }
+            if has_steps and outside
+            else {}
+        )
+        seq = trace.step_count
+        created: list[Step] = []
+        levels: dict[int, list[Step]] = {}
+        blobs: list[tuple[Step, dict[str, str]]] = []
+        for record, level in _batch_order(fresh):
+            seq += 1
+            step_input, step_output, step_error, metadata, step_blobs = capped[id(record)]
+            # In-batch parents get their primary key one level earlier (below).
+            step = _step_build(
+                trace_id=trace.id,
+                seq=seq,
+                kind=record.kind,
+                name=record.name,
+                input=step_input,
+                output=step_output,
+                error=step_error,
+                parent=parents.get(record.parent_span_id) if level == 0 else None,
+                tool_call_id=record.tool_call_id,
+                span_id=record.span_id,
+                parent_span_id=record.parent_span_id,
+                started_at=record.started_at,
+                ended_at=record.ended_at,
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                metadata=metadata,
+                now=now,
+            )
+            levels.setdefault(level, []).append(step)
+            created.append(step)
+            if step_blobs:
+                blobs.append((step, step_blobs))
+        by_span: dict[str, Step] = {}
+        for level in sorted(levels):
+            for step in levels[level]:
+                if level:
+                    parent = by_span[step.parent_span_id]
+                    step.parent = parent
+                    step.metadata["parent_seq"] = parent.seq
+            Step.objects.bulk_create(levels[level])
+            by_span.update({s.span_id: s for s in levels[level]})
+        # Children that came first, waiting for one of these parents.
+        orphans = (
+            list(
+                Step.objects.filter(
+                    trace_id=trace.id,
+                    parent__isnull=True,
+                    parent_span_id__in=list(by_span),
+                    seq__lte=trace.step_count,
+                ).only("id", "metadata", "parent_span_id")
+            )
+            if has_steps
+            else []
+        )
+        for orphan in orphans:
+            orphan.parent = by_span[orphan.parent_span_id]
+            orphan.metadata["parent_seq"] = orphan.parent.seq
+        if orphans:
+            Step.objects.bulk_update(orphans, ["parent", "metadata"])
+        if blobs:
+            _blobs_save_many(blobs)
+        prompt = sum(s.prompt_tokens for s in created)
+        completion = sum(s.completion_tokens for s in created)
+        earliest = min(s.started_at for s in created)
+        changes: dict[str, Any] = {
+            "step_count": seq,
+            "prompt_tokens": F("prompt_tokens") + prompt,
+            "completion_tokens": F("completion_tokens") + completion,
+            "heartbeat_at": Now(),
+        }
+        if trace.started_at is None or earliest < trace.started_at:
+            changes["started_at"] = trace.started_at = earliest
+        Trace.objects.filter(pk=trace.id).update(**changes)
+    created.sort(key=lambda s: s.seq)
+    if not broadcast:
+        return created
+    _step_message(
+        created[-1],
+        trace=trace,
+        prompt_tokens=trace.prompt_tokens + prompt,
+        completion_tokens=trace.completion_tokens + completion,
+        now=now,
+    )
+    return created
 
 
 def trace_heartbeat(*, trace_id: uuid.UUID | str) -> None:
@@ -348,9 +622,11 @@ def traces_reap_stale(*, stale_after: float | None = None) -> list[Trace]:
     seconds = settings.TOOLTRAIL_STALE_AFTER_SECONDS if stale_after is None else stale_after
     cutoff = db_now_plus(-seconds)
     reaped = []
-    candidates = Trace.objects.filter(status=Trace.Status.RUNNING).filter(
-        Q(heartbeat_at__lt=cutoff) | Q(deadline_at__lt=cutoff)
-    )
+    # Ingested traces have no worker: they close when their spans stop coming
+    # (traces_close_idle_ingested).
+    candidates = Trace.objects.filter(
+        status=Trace.Status.RUNNING, source=Trace.Source.RUNNER
+    ).filter(Q(heartbeat_at__lt=cutoff) | Q(deadline_at__lt=cutoff))
     for trace_id in candidates.values_list("id", flat=True):
         with transaction.atomic():
             trace = (
@@ -383,3 +659,313 @@ def traces_reap_stale(*, stale_after: float | None = None) -> list[Trace]:
                 )
             reaped.append(trace_finish(trace_id=trace_id, status=Trace.Status.FAILED, error=error))
     return reaped
+
+
+# --- ingested traces (OTLP, the SDK) --------------------------------------------------
+
+INGESTED_SOURCES = (Trace.Source.OTLP, Trace.Source.SDK)
+SDK_NAME = "tooltrail-sdk"  # telemetry.sdk.name of spans sent by sdk/tooltrail_sdk
+
+
+def _text_of(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _root_fields(records: Sequence[StepRecord]) -> dict[str, str]:
+    """What a trace takes from its root span, if ``records`` hold it: its name, input,
+    output and error."""
+    root = next((r for r in records if not r.parent_span_id), None)
+    if root is None:
+        return {}
+    return {
+        "name": str(root.metadata.get("attributes", {}).get("gen_ai.agent.name") or root.name)[
+            :200
+        ],
+        "input": _text_of(root.input),
+        "output": _text_of(root.output),
+        "error": root.error,
+    }
+
+
+def _ingested_traces_new(
+    *, groups: dict[str, list[StepRecord]], user, source: str
+) -> dict[str, Trace]:
+    """Running traces for OTLP trace ids seen for the first time, in one insert. Raises
+    IntegrityError if another request created one of them meanwhile."""
+    if not groups:
+        return {}
+    now = timezone.now()
+    traces = {}
+    for otel_trace_id, records in groups.items():
+        first = min(records, key=lambda r: (bool(r.parent_span_id), r.started_at or now))
+        resource = first.metadata.get("otel", {}).get("resource", {})
+        fields = {"name": (first.name or otel_trace_id)[:200], **_root_fields(records)}
+        traces[otel_trace_id] = Trace(
+            **fields,
+            agent_slug=slugify(first.service_name)[:100],
+            source=Trace.Source.SDK if resource.get("telemetry.sdk.name") == SDK_NAME else source,
+            status=Trace.Status.RUNNING,
+            started_at=first.started_at or now,
+            heartbeat_at=now,
+            created_by=user,
+            otel_trace_id=otel_trace_id,
+            metadata={"service_name": first.service_name} if first.service_name else {},
+        )
+    with transaction.atomic():  # a savepoint: a losing race is retried by the caller
+        Trace.objects.bulk_create(traces.values())
+    for trace in traces.values():
+        _trace_broadcast(trace, created=True)
+    return traces
+
+
+def spans_ingest(
+    *, records: Sequence[StepRecord], user=None, source: str = Trace.Source.OTLP
+) -> int:
+    """Save decoded spans, whatever traces they belong to, in one transaction: each OTLP
+    trace id gets (or already has) a running trace, its spans are appended with
+    ``steps_record_bulk``. A trace closed as idle is opened again; the root span names
+    the trace and gives it its input, output and error; the SDK's outermost span
+    finishes it. Returns how many new steps were saved (spans sent before are
+    skipped). Raises TraceError, with nothing saved, if any record is unusable."""
+    by_trace: dict[str, list[StepRecord]] = {}
+    for record in records:
+        by_trace.setdefault(record.otel_trace_id, []).append(record)
+    for attempt in (1, 2):
+        try:
+            return _spans_ingest_once(by_trace=by_trace, user=user, source=source)
+        except IntegrityError:
+            # Another request created one of these traces first (PostgreSQL, many
+            # server processes): the second attempt finds it and appends to it.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _spans_ingest_once(*, by_trace: dict[str, list[StepRecord]], user, source: str) -> int:
+    saved = 0
+    with transaction.atomic():
+        existing = {
+            t.otel_trace_id: t
+            for t in Trace.objects.filter(
+                otel_trace_id__in=list(by_trace), source__in=INGESTED_SOURCES
+            )
+        }
+        created = _ingested_traces_new(
+            groups={k: v for k, v in by_trace.items() if k not in existing},
+            user=user,
+            source=source,
+        )
+        for otel_trace_id, group in by_trace.items():
+            trace = existing.get(otel_trace_id)
+            if trace is not None:
+                changes = _root_fields(group)
+                if trace.is_finished:
+                    changes.update(status=Trace.Status.RUNNING, ended_at=None)
+                if changes:
+                    for field, value in changes.items():
+                        setattr(trace, field, value)
+                    trace.save(update_fields=list(changes))
+                    if "status" in changes:
+                        _trace_broadcast(trace)
+            else:
+                trace = created[otel_trace_id]
+            # A trace created here has no listeners yet: no step message for it.
+            saved += len(
+                steps_record_bulk(
+                    trace_id=trace.id, records=group, broadcast=otel_trace_id in existing
+                )
+            )
+            if any(r.metadata.get("attributes", {}).get("tooltrail.trace.final") for r in group):
+                # The SDK marks its outermost span: the trace is complete when it lands.
+                trace_finish(
+                    trace_id=trace.id,
+                    status=Trace.Status.FAILED if trace.error else Trace.Status.SUCCEEDED,
+                    output=trace.output,
+                    error=trace.error,
+                )
+    return saved
+
+
+def traces_close_idle_ingested(*, idle_after: float | None = None) -> list[Trace]:
+    """Finish ingested traces whose spans stopped coming ``idle_after`` seconds ago:
+    failed if their root span failed, else succeeded. A span arriving later opens the
+    trace again."""
+    seconds = settings.TOOLTRAIL_INGEST_IDLE_SECONDS if idle_after is None else idle_after
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    closed = []
+    for trace in Trace.objects.filter(
+        status=Trace.Status.RUNNING, source__in=INGESTED_SOURCES, heartbeat_at__lt=cutoff
+    ).only("id", "error"):
+        closed.append(
+            trace_finish(
+                trace_id=trace.id,
+                status=Trace.Status.FAILED if trace.error else Trace.Status.SUCCEEDED,
+                error=trace.error,
+            )
+        )
+    return closed
+
+
+# --- retention --------------------------------------------------------------------------
+
+
+def traces_apply_retention(
+    *, max_age_days: float | None = None, max_count: int | None = None
+) -> int:
+    """Delete finished traces older than ``max_age_days`` and, beyond the newest
+    ``max_count``, the older ones (settings TOOLTRAIL_RETENTION_DAYS and
+    TOOLTRAIL_RETENTION_MAX_TRACES; 0 keeps everything). Running traces are never
+    deleted. Returns how many traces were deleted."""
+    days = settings.TOOLTRAIL_RETENTION_DAYS if max_age_days is None else max_age_days
+    count = settings.TOOLTRAIL_RETENTION_MAX_TRACES if max_count is None else max_count
+    finished = Trace.objects.filter(status__in=Trace.FINISHED)
+    doomed: set = set()
+    if days:
+        cutoff = timezone.now() - timedelta(days=days)
+        doomed.update(finished.filter(created_at__lt=cutoff).values_list("id", flat=True))
+    if count:
+        keep = Trace.objects.order_by("-created_at", "-id").values_list("id", flat=True)[:count]
+        doomed.update(finished.exclude(id__in=list(keep)).values_list("id", flat=True))
+    deleted = 0
+    ids = list(doomed)
+    for start in range(0, len(ids), 500):
+        with transaction.atomic():
+            deleted += (
+                Trace.objects.filter(id__in=ids[start : start + 500])
+                .delete()[1]
+                .get("traces.Trace", 0)
+            )
+    return deleted
+
+
+# --- import -------------------------------------------------------------------------------
+
+
+def _parse_time(value: Any, *, what: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise TraceError(f"{what} {value!r} is not an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def check_trace_import(*, data: Any) -> None:
+    """Raise TraceError, saying what is wrong, unless ``data`` is a Tooltrail trace
+    export (format ``tooltrail.trace`` version 1) that can be imported here."""
+    from .transfer import FORMAT, VERSION
+
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise TraceError(f"not a Tooltrail trace export (format must be {FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise TraceError(f"unsupported version {data.get('version')!r}; this reads {VERSION}")
+    trace, steps = data.get("trace"), data.get("steps")
+    if not isinstance(trace, dict) or not isinstance(steps, list):
+        raise TraceError("the export needs a 'trace' object and a 'steps' list")
+    try:
+        trace_id = uuid.UUID(str(trace.get("id")))
+    except ValueError:
+        raise TraceError(f"trace id {trace.get('id')!r} is not a UUID") from None
+    if Trace.objects.filter(pk=trace_id).exists():
+        raise TraceError(f"trace {trace_id} already exists here; delete it first")
+    otel_trace_id = trace.get("otel_trace_id") or ""
+    if (
+        otel_trace_id
+        and trace.get("source") in INGESTED_SOURCES
+        and Trace.objects.filter(otel_trace_id=otel_trace_id, source__in=INGESTED_SOURCES).exists()
+    ):
+        raise TraceError(f"a trace with OTLP trace id {otel_trace_id} already exists here")
+    if trace.get("status") not in Trace.Status.values:
+        raise TraceError(f"unknown trace status {trace.get('status')!r}")
+    seqs = set()
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict):
+            raise TraceError(f"step {index} is not an object")
+        seq = step.get("seq")
+        if not isinstance(seq, int) or seq < 1 or seq in seqs:
+            raise TraceError(f"step {index}: seq must be a positive integer, unique in the trace")
+        seqs.add(seq)
+        if step.get("kind") not in Step.Kind.values:
+            raise TraceError(f"step {seq}: unknown kind {step.get('kind')!r}")
+        if step.get("status", "ok") not in Step.Status.values:
+            raise TraceError(f"step {seq}: unknown status {step.get('status')!r}")
+    for step in steps:
+        if step.get("parent_seq") is not None and step["parent_seq"] not in seqs:
+            raise TraceError(f"step {step['seq']}: parent step {step['parent_seq']} is missing")
+
+
+def trace_import(*, data: dict[str, Any], user=None) -> Trace:
+    """Recreate an exported trace exactly (same id, sequence numbers, tree, times and
+    metadata); the importing user becomes its creator.
+
+    A finished record is restored whole rather than appended step by step, so this
+    keeps the exported sequence numbers instead of taking new ones; rows are still
+    shaped by ``_step_build``. Raises TraceError (nothing written) when the data is
+    not an importable export (``check_trace_import``).
+    """
+    from .transfer import STEP_TIMES, TRACE_FIELDS, TRACE_TIMES
+
+    check_trace_import(data=data)
+    info = data["trace"]
+    now = timezone.now()
+    with transaction.atomic():
+        trace = Trace.objects.create(
+            id=uuid.UUID(str(info["id"])),
+            created_by=user,
+            **{f: info[f] for f in TRACE_FIELDS if f in info and info[f] is not None},
+            **{f: _parse_time(info.get(f), what=f) for f in TRACE_TIMES[1:]},
+        )
+        created_at = _parse_time(info.get("created_at"), what="created_at")
+        if created_at:
+            Trace.objects.filter(pk=trace.id).update(created_at=created_at)
+            trace.created_at = created_at
+        rows: dict[int, Step] = {}
+        pending = sorted(data["steps"], key=lambda s: s["seq"])
+        # Parents are saved before their children (a child may precede its parent in
+        # seq order when spans arrived out of order).
+        while pending:
+            ready = [s for s in pending if s.get("parent_seq") is None or s["parent_seq"] in rows]
+            if not ready:
+                raise TraceError("the steps' parents form a cycle")
+            batch = []
+            blobs: list[tuple[Step, dict[str, str]]] = []
+            for s in ready:
+                step_input, step_output, step_error, metadata, step_blobs = _step_capped(
+                    input=s.get("input"),
+                    output=s.get("output"),
+                    error=s.get("error") or "",
+                    metadata=s.get("metadata") or {},
+                )
+                step = _step_build(
+                    trace_id=trace.id,
+                    seq=s["seq"],
+                    kind=s["kind"],
+                    name=s.get("name") or "",
+                    input=step_input,
+                    output=step_output,
+                    error=step_error,
+                    parent=rows.get(s.get("parent_seq")),
+                    tool_call_id=s.get("tool_call_id") or "",
+                    span_id=s.get("span_id") or "",
+                    parent_span_id=s.get("parent_span_id") or "",
+                    prompt_tokens=s.get("prompt_tokens") or 0,
+                    completion_tokens=s.get("completion_tokens") or 0,
+                    metadata=metadata,
+                    now=now,
+                    **{f: _parse_time(s.get(f), what=f"step {s['seq']} {f}") for f in STEP_TIMES},
+                )
+                step.status = s.get("status") or step.status
+                batch.append(step)
+                if step_blobs:
+                    blobs.append((step, step_blobs))
+            Step.objects.bulk_create(batch)
+            if blobs:
+                _blobs_save_many(blobs)
+            rows.update({s.seq: s for s in batch})
+            taken = {id(s) for s in ready}
+            pending = [s for s in pending if id(s) not in taken]
+        _trace_broadcast(trace, created=True)
+    return trace

@@ -1,6 +1,13 @@
-"""Celery tasks of traces: thin, they take ids and call a service."""
+"""Celery tasks of traces: thin, they take ids and call a service. The upkeep task is
+run by Celery beat (``CELERY_BEAT_SCHEDULE``)."""
+
+from __future__ import annotations
+
+import logging
 
 from celery import shared_task
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="traces.tasks.export_run_task")
@@ -8,3 +15,17 @@ def export_run_task(export_id: str) -> None:
     from traces.export_services import export_run
 
     export_run(export_id=export_id)
+
+
+@shared_task(name="traces.tasks.traces_upkeep_task", ignore_result=True)
+def traces_upkeep_task() -> None:
+    """Close ingested traces that stopped receiving spans, then apply the retention
+    policy (TOOLTRAIL_RETENTION_DAYS, TOOLTRAIL_RETENTION_MAX_TRACES)."""
+    from .services import traces_apply_retention, traces_close_idle_ingested
+
+    closed = traces_close_idle_ingested()
+    deleted = traces_apply_retention()
+    if closed or deleted:
+        logger.info(
+            "trace upkeep: closed %d idle ingested traces, deleted %d", len(closed), deleted
+        )

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from . import annotation_views as annotation
-from . import views
+from . import api_ingest, views
 
 app_name = "traces"
 
@@ -11,6 +11,10 @@ urlpatterns = [
     path("traces/<uuid:trace_id>/steps/<int:seq>/", views.step_detail_view, name="step_detail"),
     path("traces/<uuid:trace_id>/cancel/", views.trace_cancel_view, name="trace_cancel"),
     path("traces/tool-calls/", views.tool_calls_view, name="tool_calls"),
+    path("v1/traces", api_ingest.otlp_traces_view, name="otlp_traces"),
+    path("api/traces", api_ingest.api_traces, name="api_traces"),
+    path("api/traces/import", api_ingest.api_trace_import, name="api_trace_import"),
+    path("api/traces/<uuid:trace_id>/export", api_ingest.api_trace_export, name="api_trace_export"),
     path(
         "api/traces/<uuid:trace_id>/steps/<int:seq>/full/<str:field>",
         views.api_step_full,

@@ -104,3 +104,46 @@ def dataset_create(
             batch_size=500,
         )
     return dataset
+
+
+def dataset_from_queue(*, queue_id: int, name: str, user=None) -> Dataset:
+    """A dataset from the corrected calls of an annotation queue: each corrected tool call
+    becomes an item whose messages are the conversation before that model reply, whose
+    functions are the tools it was offered, and whose expected call is the correction.
+    (The same rows TRL's DPO export has as prompt and chosen reply.)"""
+    from traces.annotation_selectors import trace_records
+    from traces.export_services import export_trace_ids
+    from traces.exporters.dpo import dpo_rows
+    from traces.exporters.files import ExportError
+
+    try:
+        trace_ids = export_trace_ids(queue_id=queue_id)
+    except ExportError as exc:
+        raise EvalError(str(exc)) from exc
+    items = []
+    for row in dpo_rows(trace_records(trace_ids=trace_ids)):
+        calls = [
+            {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or {}}
+            for c in (row["chosen"][0].get("tool_calls") or [])
+        ]
+        user_turns = [m for m in row["prompt"] if m.get("role") == "user"]
+        items.append(
+            ItemData(
+                external_id=f"{row['trace_id'][:8]}-{row['step_id']}",
+                messages=[m for m in row["prompt"] if m.get("role") != "system"],
+                functions=[t.get("function", t) for t in row["tools"]],
+                expected_calls=calls,
+                category="corrected_call",
+            )
+        )
+        if not user_turns:
+            items.pop()  # nothing asked: not an evaluation item
+    if not items:
+        raise EvalError(f"queue {queue_id} has no corrected calls to make items from")
+    return dataset_create(
+        name=name,
+        format=Dataset.Format.TRACES,
+        items=items,
+        description=f"Corrected calls of annotation queue {queue_id}",
+        user=user,
+    )

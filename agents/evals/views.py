@@ -22,7 +22,7 @@ from .experiments import (
 )
 from .models import Dataset, Experiment
 from .selectors import experiment_progress, experiment_results, experiments_compare
-from .services import EvalError, dataset_create, dataset_items_from_lines
+from .services import EvalError, dataset_create, dataset_from_queue, dataset_items_from_lines
 
 PERMISSION = "agents.run_experiment"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -43,8 +43,11 @@ def _upload_lines(upload, label: str) -> list[str]:
 
 
 def dataset_list_view(request: HttpRequest) -> HttpResponse:
+    from traces.annotation_models import AnnotationQueue
+
     context = {
         "datasets": Dataset.objects.all(),
+        "queues": AnnotationQueue.objects.order_by("name"),
         "can_edit": request.user.has_perm(PERMISSION),
         "form": {},
     }
@@ -83,6 +86,25 @@ def dataset_list_view(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Imported {dataset.item_count} items into {dataset.name}.")
         return redirect(dataset.get_absolute_url())
     return render(request, "agents/evals/dataset_list.html", context)
+
+
+@require_POST
+def dataset_from_queue_view(request: HttpRequest) -> HttpResponse:
+    _require(request)
+    name = request.POST.get("name", "").strip()
+    try:
+        if not name or slugify(name) != name:
+            raise EvalError("the name must be a slug: letters, digits, - and _")
+        dataset = dataset_from_queue(
+            queue_id=int(request.POST.get("queue", "")), name=name, user=request.user
+        )
+    except (EvalError, ValueError) as exc:
+        messages.error(request, str(exc) or "choose a queue")
+        return redirect("agents:dataset_list")
+    messages.success(
+        request, f"{dataset.item_count} corrected calls became items of {dataset.name}."
+    )
+    return redirect(dataset.get_absolute_url())
 
 
 def dataset_detail_view(request: HttpRequest, name: str) -> HttpResponse:

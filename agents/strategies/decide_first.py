@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traces.models import Step, Trace
-from traces.services import step_record
+from traces.models import Trace
 
 from .base import Conversation, ModelCallFailed, Outcome
 from .function_calling import FunctionCallingLoop
@@ -54,12 +53,5 @@ class DecideFirstLoop(FunctionCallingLoop):
                 reply, step = direct.ask(tool_specs=[], parent=decide_step)
             except ModelCallFailed as exc:
                 return Outcome(Trace.Status.FAILED, error=f"model call failed: {exc}")
-            step_record(
-                trace_id=self.trace_id,
-                kind=Step.Kind.FINAL,
-                name="answer",
-                output={"content": reply.content},
-                parent=step,
-            )
-            return Outcome(Trace.Status.SUCCEEDED, output=reply.content)
+            return self._answer(reply.content, step)
         return super().run(user_input, history=history)

@@ -15,7 +15,6 @@ import json
 from typing import Any
 
 from traces.models import Step, Trace
-from traces.services import step_record
 
 from .base import Conversation, ModelCallFailed, Outcome
 from .function_calling import FunctionCallingLoop
@@ -75,14 +74,7 @@ class DfsdtSearch(FunctionCallingLoop):
                 tool_specs=self.tool_specs, parent=parent, metadata={"branch": branch}
             )
             if not reply.tool_calls:
-                step_record(
-                    trace_id=self.trace_id,
-                    kind=Step.Kind.FINAL,
-                    name="answer",
-                    output={"content": reply.content},
-                    parent=model_step,
-                )
-                return reply.content
+                return self._answer(reply.content, model_step).output
             errors_before = self._error_count()
             for call in reply.tool_calls:
                 self._check_cancel()

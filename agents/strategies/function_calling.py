@@ -18,6 +18,7 @@ from django.utils import timezone
 from agents.llm import ModelBackend, ModelReply
 from toolsapp.executors import ToolCancelled, ToolExecutionError
 from toolsapp.models import Tool
+from toolsapp.retrieval.search import ToolSearch
 from toolsapp.selectors import tool_openai_spec, tools_by_model_name
 from toolsapp.services import tool_execute
 from toolsapp.validation import ToolArgumentsError, arguments_check, arguments_parse
@@ -45,6 +46,7 @@ class FunctionCallingLoop:
         config: dict[str, Any] | None = None,
         role_backends: dict[str, ModelBackend] | None = None,
         cancel: threading.Event | None = None,
+        tool_search: ToolSearch | None = None,
     ) -> None:
         # config and role_backends are for strategies built on this loop (see their modules).
         self.config = config or {}
@@ -54,15 +56,32 @@ class FunctionCallingLoop:
         self.trace_id = trace_id
         self.backend = backend
         # Keyed by the name the model sees (prefixed with the source where two tools
-        # share a name), so a call maps back to exactly one tool.
-        self.tools = tools_by_model_name(tools=tools)
-        self.tool_specs = [tool_openai_spec(tool=t, name=n) for n, t in self.tools.items()]
+        # share a name), so a call maps back to exactly one tool. With a large toolset the
+        # model starts with some tools and tool_search; what a search finds is offered
+        # from the next turn on.
+        self.tool_search = tool_search
+        self.tools: dict[str, Tool] = {}
+        self.tool_specs: list[dict[str, Any]] = []
+        self._offer([tool_search.tool, *tools] if tool_search else tools)
         self.system_prompt = system_prompt
         self.max_steps = max_steps
         self.should_stop = should_stop
         # Set (by the runner's watcher) when the run must stop: interrupts a tool call in
         # progress (model calls: the runner wraps the backend).
         self.cancel = cancel
+
+    def _offer(self, tools: list[Tool]) -> None:
+        """Offer more tools. Names already offered never change; a newcomer whose name
+        clashes is sent under its prefixed name (see tools_by_model_name)."""
+        offered = list(self.tools.values())
+        pks = {t.pk for t in offered if t.pk is not None}
+        objects = {id(t) for t in offered}
+        new = [t for t in tools if id(t) not in objects and (t.pk is None or t.pk not in pks)]
+        fresh = {id(t) for t in new}
+        for name, tool in tools_by_model_name(tools=[*offered, *new]).items():
+            if id(tool) in fresh and name not in self.tools:
+                self.tools[name] = tool
+                self.tool_specs.append(tool_openai_spec(tool=tool, name=name))
 
     def _check_cancel(self) -> None:
         if self.should_stop():
@@ -99,14 +118,7 @@ class FunctionCallingLoop:
             except ModelCallFailed as exc:
                 return Outcome(Trace.Status.FAILED, error=f"model call failed: {exc}")
             if not reply.tool_calls:
-                step_record(
-                    trace_id=self.trace_id,
-                    kind=Step.Kind.FINAL,
-                    name="answer",
-                    output={"content": reply.content},
-                    parent=model_step,
-                )
-                return Outcome(Trace.Status.SUCCEEDED, output=reply.content)
+                return self._answer(reply.content, model_step)
             if self.single_turn:
                 for call in reply.tool_calls:
                     self._record_call(call, model_step)
@@ -125,6 +137,17 @@ class FunctionCallingLoop:
         return Outcome(
             Trace.Status.FAILED, error=f"no final answer within {self.max_steps} model turns"
         )
+
+    def _answer(self, content: str, model_step: Step) -> Outcome:
+        """Record the final answer under the model call that gave it; the run succeeded."""
+        step_record(
+            trace_id=self.trace_id,
+            kind=Step.Kind.FINAL,
+            name="answer",
+            output={"content": content},
+            parent=model_step,
+        )
+        return Outcome(Trace.Status.SUCCEEDED, output=content)
 
     def _revise(
         self, conversation: Conversation, reply: ModelReply, model_step: Step
@@ -231,7 +254,11 @@ class FunctionCallingLoop:
             return error("invalid_arguments", str(parse_error))
         started = timezone.now()
         try:
-            result = tool_execute(tool=tool, arguments=arguments, cancel=self.cancel)
+            if self.tool_search is not None and tool is self.tool_search.tool:
+                result, found = self.tool_search.call(arguments)
+                self._offer(found)
+            else:
+                result = tool_execute(tool=tool, arguments=arguments, cancel=self.cancel)
         except ToolCancelled as exc:
             # The run's cancel event stopped the call (a cancel, or the run's deadline):
             # say which call was cut short, then end the run.

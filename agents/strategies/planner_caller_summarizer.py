@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from traces.models import Step, Trace
-from traces.services import step_record
 
 from .base import Conversation, ModelCallFailed, Outcome
 from .function_calling import FunctionCallingLoop
@@ -94,14 +93,7 @@ class PlannerCallerSummarizer(FunctionCallingLoop):
             )
         except ModelCallFailed as exc:
             return Outcome(Trace.Status.FAILED, error=f"model call failed: {exc}")
-        step_record(
-            trace_id=self.trace_id,
-            kind=Step.Kind.FINAL,
-            name="answer",
-            output={"content": answer.content},
-            parent=answer_step,
-        )
-        return Outcome(Trace.Status.SUCCEEDED, output=answer.content)
+        return self._answer(answer.content, answer_step)
 
     def _ask(
         self,

@@ -41,7 +41,7 @@ def test_the_openapi_document_validates(document):
     paths = set(document["paths"])
     for path in (
         "/api/runs",
-        "/api/traces",
+        "/api/traces/list",
         "/api/traces/{trace_id}",
         "/api/traces/{trace_id}/steps",
         "/api/traces/{trace_id}/cancel",
@@ -96,15 +96,15 @@ def test_the_trace_list_filters_and_pages_by_keyset(client, token, demo_agents):
 
     demo_traces_seed()
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-    failed = client.get("/api/traces?status=failed&agent=demo", **headers).json()
+    failed = client.get("/api/traces/list?status=failed&agent=demo", **headers).json()
     assert [t["status"] for t in failed["items"]] == ["failed", "failed"]
     assert failed["next"] is None
-    by_tool = client.get("/api/traces?tool=sleep", **headers).json()["items"]
+    by_tool = client.get("/api/traces/list?tool=sleep", **headers).json()["items"]
     assert [t["status"] for t in by_tool] == ["cancelled"]
     seen, cursor = [], None
     while True:
         query = "limit=4" + (f"&cursor={cursor}" if cursor else "")
-        page = client.get(f"/api/traces?{query}", **headers).json()
+        page = client.get(f"/api/traces/list?{query}", **headers).json()
         seen += [t["id"] for t in page["items"]]
         cursor = page["next"]
         if cursor is None:
@@ -112,7 +112,7 @@ def test_the_trace_list_filters_and_pages_by_keyset(client, token, demo_agents):
     assert seen == [str(t.id) for t in Trace.objects.order_by("-created_at", "-id")]
     assert len(seen) == 6
     recent = client.get(
-        "/api/traces?since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z", **headers
+        "/api/traces/list?since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z", **headers
     )
     assert len(recent.json()["items"]) == 6
 
@@ -128,7 +128,7 @@ def test_the_trace_list_filters_and_pages_by_keyset(client, token, demo_agents):
     ],
 )
 def test_bad_trace_list_queries_are_explained_as_json(client, token, query, message):
-    response = client.get(f"/api/traces?{query}", HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = client.get(f"/api/traces/list?{query}", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 400
     assert message in response.json()["error"]
     assert response.json()["code"]

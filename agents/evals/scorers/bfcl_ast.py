@@ -43,6 +43,10 @@ PYTHON_TYPES: dict[str, type] = {
 _PYTHON_NESTED = ("array", "tuple")
 _CONVERTED_NESTED = ("Array", "ArrayList", "array")
 _NORMALISE = re.compile(r"[ \,\.\/\-\_\*\^]")
+_SOURCE_LANGUAGES = {
+    "java": (JAVA_TYPES, java_value, "type_error:java"),
+    "javascript": (JS_TYPES, js_value, "type_error:js"),
+}
 
 
 @dataclass
@@ -246,34 +250,22 @@ def check_call(
         declared = properties[param]["type"]
         options = options_by_param[param]
         item: type | None = None
-        if language == "java":
-            expected = JAVA_TYPES[declared]
+        if language in _SOURCE_LANGUAGES:
+            # Java/JavaScript values arrive as source text, read by the declared type.
+            types, read, error_type = _SOURCE_LANGUAGES[language]
+            expected = types[declared]
             if type(value) is not str:
                 return _fail(
-                    "type_error:java",
+                    error_type,
                     f"Incorrect type for parameter {param!r}. Expected type String, got "
                     f"{type(value).__name__}. Parameter value: {value!r}.",
                 )
             if declared in _CONVERTED_NESTED:
                 item_declared = properties[param]["items"]["type"]
-                item = JAVA_TYPES[item_declared]
-                value = java_value(value, declared, item_declared)
+                item = types[item_declared]
+                value = read(value, declared, item_declared)
             else:
-                value = java_value(value, declared)
-        elif language == "javascript":
-            expected = JS_TYPES[declared]
-            if type(value) is not str:
-                return _fail(
-                    "type_error:js",
-                    f"Incorrect type for parameter {param!r}. Expected type String, got "
-                    f"{type(value).__name__}. Parameter value: {value!r}.",
-                )
-            if declared in _CONVERTED_NESTED:
-                item_declared = properties[param]["items"]["type"]
-                item = JS_TYPES[item_declared]
-                value = js_value(value, declared, item_declared)
-            else:
-                value = js_value(value, declared)
+                value = read(value, declared)
         else:
             expected = PYTHON_TYPES[declared]
             if declared in _PYTHON_NESTED:

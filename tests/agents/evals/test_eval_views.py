@@ -120,3 +120,23 @@ def test_comparing_two_experiments_shows_flipped_items_and_the_test(admin_client
     assert "p = <strong>1.0000</strong>" in page  # 2 vs 1 discordant: no evidence either way
     assert "lima" in page and "kyiv" in page and "weather" in page
     assert admin_client.get(f"/experiments/compare/?id={before.id}").status_code == 302
+
+
+def test_the_corrected_calls_of_a_queue_become_a_dataset(admin_client):
+    from traces.annotation_models import AnnotationQueue
+    from traces.demo import DEMO_QUEUE, annotation_demo_seed
+
+    annotation_demo_seed()
+    queue = AnnotationQueue.objects.get(name=DEMO_QUEUE)
+    response = admin_client.post("/datasets/from-queue/", {"queue": queue.id, "name": "fixes"})
+    assert response["Location"] == "/datasets/fixes/"
+    dataset = Dataset.objects.get(name="fixes")
+    assert dataset.format == "traces" and dataset.item_count >= 1
+    item = dataset.items.first()
+    names = {f["name"] for f in item.functions}
+    assert {c["name"] for c in item.expected_calls} <= names
+    assert (
+        admin_client.post("/datasets/from-queue/", {"queue": 999999, "name": "none"}).status_code
+        == 302
+    )
+    assert not Dataset.objects.filter(name="none").exists()

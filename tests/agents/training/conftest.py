@@ -68,3 +68,31 @@ def merge(models: Models, data: dict, *, seed: int = 0, out: str = "out", **kwar
         **kwargs,
     )
     return output_load(result.output_dir)
+
+
+# The embedded SmolLM2, de-quantised once per test session: the first test that asks for
+# it runs `artifact_add --embedded-smollm2` for real; later ones register the same folder.
+_SMOLLM2: dict[str, Path] = {}
+
+
+@pytest.fixture
+def smollm2(settings, tmp_path_factory):
+    """A registered artifact named ``smol`` holding the de-quantised embedded SmolLM2."""
+    from django.core.management import call_command
+
+    from agents.training.artifacts import artifact_register
+    from agents.training.models import ModelArtifact
+
+    settings.TOOLTRAIL_ARTIFACTS_DIR = str(tmp_path_factory.mktemp("artifacts"))
+    if "path" in _SMOLLM2:
+        return artifact_register(
+            name="smol", path=_SMOLLM2["path"], source=ModelArtifact.Source.EMBEDDED
+        )
+    call_command("artifact_add", "--embedded-smollm2", "--name", "smol")
+    artifact = ModelArtifact.objects.get(name="smol")
+    keep = tmp_path_factory.getbasetemp() / "smollm2-embedded"
+    Path(artifact.path).rename(keep)
+    ModelArtifact.objects.filter(pk=artifact.pk).update(path=str(keep))
+    _SMOLLM2["path"] = keep
+    artifact.refresh_from_db()
+    return artifact

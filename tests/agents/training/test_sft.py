@@ -4,6 +4,7 @@ saved as an artifact (merged weights + adapter) that an hf endpoint serves."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -52,9 +53,8 @@ def test_tool_calls_are_written_and_read_back_the_same_way():
 
 
 @pytest.mark.timeout(900)  # de-quantising and training on CPU: about a minute on an idle machine
-def test_a_tiny_lora_run_lowers_the_loss_and_saves_an_artifact(settings, tmp_path, capsys):
-    settings.TOOLTRAIL_ARTIFACTS_DIR = str(tmp_path / "artifacts")
-    call_command("artifact_add", "--embedded-smollm2", "--name", "smol")
+def test_a_tiny_lora_run_lowers_the_loss_and_saves_an_artifact(smollm2, settings, tmp_path, capsys):
+    assert smollm2.parameters == 134515008 and smollm2.dtype == "float32"
     capsys.readouterr()
     data = tmp_path / "export"
     data.mkdir()
@@ -97,7 +97,7 @@ def test_a_tiny_lora_run_lowers_the_loss_and_saves_an_artifact(settings, tmp_pat
     assert out["metrics"]["loss_last"] < out["metrics"]["loss_first"]
     tuned = ModelArtifact.objects.get(name="smol-tuned")
     assert list(tuned.parents.values_list("name", flat=True)) == ["smol"]
-    assert (tmp_path / "artifacts" / "smol-tuned" / "adapter" / "adapter_config.json").is_file()
+    assert (Path(tuned.path) / "adapter" / "adapter_config.json").is_file()
     assert (
         tuned.parameters == ModelArtifact.objects.get(name="smol").parameters
         or tuned.parameters > 0

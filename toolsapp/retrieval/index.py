@@ -1,0 +1,305 @@
+"""An in-memory tool index: BM25 over terms, cosine over MiniLM vectors, fused by
+reciprocal-rank fusion. It knows tools by an integer key and nothing of the database
+(``store.py`` keeps it in step with the ``Tool`` table; the eval command and the
+benchmark fill throw-away ones directly).
+
+Updates are incremental: upserting or removing a tool touches its row of the dense
+matrix and its term list, and embeds only new or changed text. BM25's scores depend on
+every document (idf, mean length) and ``bm25s`` cannot add documents to a built index,
+so the lexical side is rebuilt from the kept term lists (no re-tokenising, no
+re-embedding) lazily on the next search after a change: a cheap rebuild of the sparse
+matrix only (``bench/tool_search.py`` prints what it costs at 50,000 tools).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import encoder
+from .text import requests, terms
+
+METHODS = ("hybrid", "bm25", "dense")
+# The usual RRF constant (Cormack et al. 2009); ``tool_retrieval_eval`` shows the effect.
+RRF_K = 60
+# How deep each ranking goes into the fusion.
+FUSION_DEPTH = 100
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class IndexedTool:
+    key: int
+    text: str
+
+
+@dataclass
+class Hit:
+    key: int
+    score: float
+    ranks: dict[str, int] = field(default_factory=dict)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+@functools.cache
+def _blas():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _top(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Row numbers of the ``depth`` highest finite scores, best first."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    if finite.size > depth:
+        part = np.argpartition(-scores[finite], depth - 1)[:depth]
+        finite = finite[part]
+    return finite[np.argsort(-scores[finite], kind="stable")]
+
+
+class ToolIndex:
+    """Thread-safe for concurrent searches and updates (one lock; searches are short)."""
+
+    def __init__(self, *, embed: Callable[[list[str]], np.ndarray] = encoder.embed) -> None:
+        self._embed = embed
+        self.keys: list[int] = []
+        self.rows: dict[int, int] = {}
+        self.texts: list[str] = []
+        self.hashes: list[str] = []
+        self.terms: list[list[str]] = []
+        self.vectors = np.zeros((0, encoder.DIMENSIONS), dtype=np.float32)
+        self.meta: dict = {}
+        self._bm25 = None
+        self._lexical_dirty = True
+        self.lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    # --- updates ----------------------------------------------------------------------
+
+    def upsert(self, tools: Iterable[IndexedTool]) -> int:
+        """Add or replace tools; embeds only texts it has no vector for. Returns how
+        many texts were embedded. Embedding runs outside the lock: searches go on."""
+        tools = list(tools)
+        with self.lock:
+            known = set(self.hashes)
+            fresh = sorted({t.text for t in tools if text_hash(t.text) not in known})
+        fresh_vectors = dict(zip(fresh, self._embed(fresh), strict=True))
+        with self.lock:
+            # Same text under another key (a tool copied between sources): reuse its vector.
+            by_hash = {h: r for r, h in enumerate(self.hashes)}
+            new_rows = []
+            for tool in tools:
+                digest = text_hash(tool.text)
+                row = self.rows.get(tool.key)
+                if row is not None and self.hashes[row] == digest:
+                    continue
+                if tool.text in fresh_vectors:
+                    vector = fresh_vectors[tool.text]
+                else:
+                    vector = self.vectors[by_hash[digest]].copy()
+                if row is None:
+                    self.rows[tool.key] = len(self.keys)
+                    self.keys.append(tool.key)
+                    self.texts.append(tool.text)
+                    self.hashes.append(digest)
+                    self.terms.append(terms(tool.text))
+                    new_rows.append(vector)
+                else:
+                    self.texts[row] = tool.text
+                    self.hashes[row] = digest
+                    self.terms[row] = terms(tool.text)
+                    self.vectors[row] = vector
+                self._lexical_dirty = True
+            if new_rows:
+                self.vectors = np.vstack([self.vectors, np.asarray(new_rows, dtype=np.float32)])
+            return len(fresh)
+
+    def remove(self, keys: Iterable[int]) -> int:
+        """Drop tools (unknown keys are ignored). Returns how many were dropped."""
+        with self.lock:
+            drop = sorted({self.rows[k] for k in keys if k in self.rows})
+            if not drop:
+                return 0
+            keep = np.ones(len(self.keys), dtype=bool)
+            keep[drop] = False
+            kept = np.flatnonzero(keep)
+            self.keys = [self.keys[i] for i in kept]
+            self.texts = [self.texts[i] for i in kept]
+            self.hashes = [self.hashes[i] for i in kept]
+            self.terms = [self.terms[i] for i in kept]
+            self.vectors = self.vectors[kept]
+            self.rows = {k: i for i, k in enumerate(self.keys)}
+            self._lexical_dirty = True
+            return len(drop)
+
+    def _lexical(self):
+        if self._lexical_dirty:
+            import bm25s
+
+            # bm25s logs every build at DEBUG on a logger it sets up on import.
+            logging.getLogger("bm25s").setLevel(logging.WARNING)
+            bm25 = None
+            if self.keys:
+                bm25 = bm25s.BM25()
+                # An empty term list still needs a row; "" is bm25s's own empty token.
+                bm25.index([t or [""] for t in self.terms], show_progress=False)
+            self._bm25, self._lexical_dirty = bm25, False
+        return self._bm25
+
+    def prepare(self) -> None:
+        """Build what a search needs now rather than on the first search."""
+        with self.lock:
+            self._lexical()
+
+    # --- search -----------------------------------------------------------------------
+
+    def _mask(self, allowed: Iterable[int] | None) -> np.ndarray | None:
+        if allowed is None:
+            return None
+        mask = np.zeros(len(self.keys), dtype=bool)
+        rows = [self.rows[k] for k in allowed if k in self.rows]
+        mask[rows] = True
+        return mask
+
+    def _bm25_scores(self, query: str) -> np.ndarray:
+        bm25 = self._lexical()
+        scores = np.full(len(self.keys), -np.inf, dtype=np.float32)
+        if bm25 is None:
+            return scores
+        query_terms = [t for t in terms(query) if t in bm25.vocab_dict]
+        if query_terms:
+            raw = bm25.get_scores(query_terms)
+            # A document sharing no term with the query is not a lexical match at all.
+            scores = np.where(raw > 0, raw, -np.inf).astype(np.float32)
+        return scores
+
+    def _query_vectors(self, query: str) -> np.ndarray:
+        # The whole query, and each of its sentences when it has several: a request for
+        # three things is three requests, and one vector for all of them sits near none.
+        parts = requests(query)
+        return self._embed([query, *parts] if len(parts) > 1 else [query])
+
+    def _dense_scores(self, vectors: np.ndarray) -> np.ndarray:
+        """Cosine of each tool to the query, or to the sentence of it nearest to the tool."""
+        if not self.keys:
+            return np.zeros(0, dtype=np.float32)
+        # One BLAS thread: a product this small loses more to threads waiting on each other
+        # (on a busy machine, p95 4x worse at 4,000 tools) than it gains from a second core.
+        with _blas().limit(limits=1, user_api="blas"):
+            return (vectors @ self.vectors.T).max(axis=0)
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        method: str = "hybrid",
+        allowed: Iterable[int] | None = None,
+        rrf_k: int = RRF_K,
+    ) -> list[Hit]:
+        """The ``k`` best tools for ``query``, best first; ``allowed`` limits the search
+        to those keys (a toolset)."""
+        if method not in METHODS:
+            raise ValueError(f"unknown retrieval method {method!r}; use one of {METHODS}")
+        # The query is embedded before taking the lock: the model is the slow part.
+        vectors = self._query_vectors(query) if method != "bm25" else None
+        with self.lock:
+            mask = self._mask(allowed)
+            rankings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            depth = max(k, FUSION_DEPTH) if method == "hybrid" else k
+            for name in ("bm25", "dense"):
+                if method not in (name, "hybrid"):
+                    continue
+                scores = self._bm25_scores(query) if name == "bm25" else self._dense_scores(vectors)
+                if mask is not None:
+                    scores = np.where(mask, scores, -np.inf)
+                rankings[name] = (_top(scores, depth), scores)
+            if method != "hybrid":
+                rows, scores = rankings[method]
+                return [
+                    Hit(self.keys[r], float(scores[r]), {method: i + 1})
+                    for i, r in enumerate(rows[:k])
+                ]
+            fused: dict[int, Hit] = {}
+            for name, (rows, _) in rankings.items():
+                for rank, row in enumerate(rows, start=1):
+                    hit = fused.setdefault(int(row), Hit(self.keys[row], 0.0))
+                    hit.score += 1.0 / (rrf_k + rank)
+                    hit.ranks[name] = rank
+            return sorted(fused.values(), key=lambda h: (-h.score, min(h.ranks.values())))[:k]
+
+    # --- persistence ------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write the index to one file, atomically (a reader sees the old or the new)."""
+        with self.lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            header = {
+                "version": FORMAT_VERSION,
+                "model": encoder.MODEL_NAME,
+                "max_seq_length": encoder.MAX_SEQ_LENGTH,
+                "meta": self.meta,
+            }
+            buffer = io.BytesIO()
+            np.savez(
+                buffer,
+                header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                keys=np.asarray(self.keys, dtype=np.int64),
+                vectors=self.vectors,
+                texts=np.frombuffer(json.dumps(self.texts).encode(), dtype=np.uint8),
+                # Terms too: cutting 50,000 texts into terms again is most of a load's time.
+                terms=np.frombuffer(json.dumps(self.terms).encode(), dtype=np.uint8),
+            )
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tool-index-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(buffer.getvalue())
+            os.replace(tmp, path)
+
+    @classmethod
+    def load(
+        cls, path: Path, *, embed: Callable[[list[str]], np.ndarray] = encoder.embed
+    ) -> ToolIndex | None:
+        """The index saved at ``path``, or None when there is none or it was made by
+        another model or format (then it is rebuilt, never misread)."""
+        try:
+            with np.load(path) as data:
+                header = json.loads(data["header"].tobytes())
+                if (
+                    header.get("version") != FORMAT_VERSION
+                    or header.get("model") != encoder.MODEL_NAME
+                    or header.get("max_seq_length") != encoder.MAX_SEQ_LENGTH
+                ):
+                    return None
+                keys = data["keys"].tolist()
+                vectors = data["vectors"].astype(np.float32)
+                texts = json.loads(data["texts"].tobytes())
+                saved_terms = json.loads(data["terms"].tobytes()) if "terms" in data else None
+        except (OSError, ValueError, KeyError):
+            return None
+        if len(keys) != len(texts) or vectors.shape != (len(keys), encoder.DIMENSIONS):
+            return None
+        index = cls(embed=embed)
+        index.keys, index.texts, index.vectors = keys, texts, vectors
+        index.rows = {k: i for i, k in enumerate(keys)}
+        index.hashes = [text_hash(t) for t in texts]
+        if saved_terms is None or len(saved_terms) != len(texts):
+            saved_terms = [terms(t) for t in texts]
+        index.terms = saved_terms
+        index.meta = header.get("meta") or {}
+        return index
