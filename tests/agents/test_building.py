@@ -225,3 +225,17 @@ def test_a_toolset_an_agent_uses_is_not_deleted(builder, demo_agents):
     response = builder.post("/toolsets/builtin/delete/", follow=True)
     assert "is used by" in response.content.decode()
     assert Toolset.objects.filter(slug="builtin").exists()
+
+
+def test_a_finished_trace_page_offers_run_again_and_links_its_version(
+    builder, make_user, client, demo_agents
+):
+    from agents.services import agent_run_start
+
+    trace = agent_run_start(agent=demo_agents["demo"], input="x")
+    trace_finish(trace_id=trace.id, status=Trace.Status.SUCCEEDED)
+    page = builder.get(trace.get_absolute_url()).content.decode()
+    assert 'data-testid="run-again"' in page
+    assert 'href="/agents/demo/versions/1/"' in page
+    builder.force_login(make_user("vic", "viewer"))
+    assert 'data-testid="run-again"' not in builder.get(trace.get_absolute_url()).content.decode()
