@@ -15,6 +15,7 @@ are scored), ``experiment_retry_failed`` runs the errored items again.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import statistics
 from collections import defaultdict
@@ -46,8 +47,11 @@ def experiment_create(
     concurrency: int = 4,
     name: str = "",
     user=None,
+    judge=None,
+    rubric: str = "",
 ) -> Experiment:
-    """Create the experiment and one pending result per item (the first ``limit``)."""
+    """Create the experiment and one pending result per item (the first ``limit``).
+    With ``judge`` (a ModelEndpoint), every answer is also graded against ``rubric``."""
     if limit is not None and limit < 1:
         raise ExperimentError("--limit must be at least 1")
     if concurrency < 1:
@@ -63,6 +67,8 @@ def experiment_create(
             limit=limit,
             concurrency=concurrency,
             created_by=user if user is not None and user.is_authenticated else None,
+            judge=judge,
+            rubric=rubric,
         )
         ExperimentResult.objects.bulk_create(
             [ExperimentResult(experiment=experiment, item_id=item_id) for item_id in items]
@@ -146,6 +152,32 @@ def _metrics_of(trace: Trace, calls: list) -> dict[str, Any]:
     }
 
 
+def _judge_score(experiment: Experiment, item: DatasetItem, trace: Trace, calls: list) -> float:
+    """The judge endpoint's grade (0..1) of one item's answer; 0 when the judge fails or
+    answers something unusable (its reason goes to the log, never a silent pass)."""
+    from agents.llm import ModelError, backend_for
+
+    from .scorers.judge import DEFAULT_RUBRIC, judge_grade
+
+    backend = backend_for(experiment.judge)
+
+    def complete(prompt: str) -> str:
+        return backend.complete([{"role": "user", "content": prompt}], []).content
+
+    try:
+        score, reason = judge_grade(
+            complete=complete,
+            task=item.question,
+            answer=trace.output or json.dumps(calls),
+            rubric=experiment.rubric or DEFAULT_RUBRIC,
+            reference=item.expected_answer,
+        )
+    except (ModelError, ValueError) as exc:
+        logger.warning("the judge could not grade item %s: %s", item.id, exc)
+        return 0.0
+    return score
+
+
 def result_score(*, result: ExperimentResult) -> ExperimentResult:
     """Score a result from its finished trace."""
     trace = Trace.objects.get(pk=result.trace_id)
@@ -168,6 +200,8 @@ def result_score(*, result: ExperimentResult) -> ExperimentResult:
             calls=calls,
             answer=trace.output if item.function_format != FORMAT_BFCL else "",
         )
+        if result.experiment.judge_id:
+            judged["scores"]["llm_judge"] = _judge_score(result.experiment, item, trace, calls)
         result.status = ExperimentResult.Status.SCORED
         result.valid = judged["valid"]
         result.error_type = judged["error_type"][:100]

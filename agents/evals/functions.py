@@ -4,7 +4,7 @@ an evaluation run records the calls and the scorers judge them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -12,6 +12,9 @@ class EvalFunction:
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
+    # What the loop reads from a registered Tool: no row, no source.
+    pk: ClassVar[None] = None
+    source: ClassVar[str] = ""
 
     def openai_spec(self) -> dict[str, Any]:
         return {

@@ -83,6 +83,15 @@ class Experiment(models.Model):
     limit = models.PositiveIntegerField(null=True, blank=True, help_text="First N items only.")
     concurrency = models.PositiveIntegerField(default=4, help_text="Most items running at once.")
     scores = models.JSONField(default=dict, blank=True)
+    judge = models.ForeignKey(
+        "agents.ModelEndpoint",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="LLM-as-judge: grades each answer against the rubric (a score per item).",
+    )
+    rubric = models.TextField(blank=True)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     created_by = models.ForeignKey(

@@ -49,6 +49,20 @@ def judge_parse(text: str) -> tuple[float, str]:
     return score, str(data.get("reason", ""))
 
 
+def judge_grade(
+    *,
+    complete: Callable[[str], str],
+    task: str,
+    answer: str,
+    rubric: str = DEFAULT_RUBRIC,
+    reference: str = "",
+) -> tuple[float, str]:
+    """(score 0..1, reason) from the judge; ValueError when its answer is unusable."""
+    return judge_parse(
+        complete(judge_prompt(task=task, answer=answer, rubric=rubric, reference=reference))
+    )
+
+
 def llm_judge(
     *,
     complete: Callable[[str], str],
@@ -59,13 +73,10 @@ def llm_judge(
     pass_at: float = 0.5,
 ) -> Verdict:
     try:
-        score, reason = judge_parse(
-            complete(judge_prompt(task=task, answer=answer, rubric=rubric, reference=reference))
+        score, reason = judge_grade(
+            complete=complete, task=task, answer=answer, rubric=rubric, reference=reference
         )
     except ValueError as exc:
         return Verdict(False, "judge:unusable_answer", [str(exc)])
-    return Verdict(
-        score >= pass_at,
-        None if score >= pass_at else "judge:low_score",
-        [f"score {score:g}: {reason}"],
-    )
+    passed = score >= pass_at
+    return Verdict(passed, None if passed else "judge:low_score", [f"score {score:g}: {reason}"])

@@ -11,7 +11,7 @@ from agents.evals.experiments import (
     experiment_start,
 )
 from agents.evals.models import Dataset, Experiment, ExperimentResult
-from agents.models import Agent
+from agents.models import Agent, ModelEndpoint
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
@@ -31,6 +31,12 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", required=True, help="the dataset's name")
         parser.add_argument("--limit", type=int, help="only the first N items")
         parser.add_argument("--concurrency", type=int, default=4, help="items at once (--wait)")
+        parser.add_argument(
+            "--judge", help="a model endpoint that grades each answer (LLM-as-judge)"
+        )
+        parser.add_argument(
+            "--rubric", default="", help="the judge's rubric (default: a generic one)"
+        )
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--wait", action="store_true", help="run on the workers and wait")
         mode.add_argument("--here", action="store_true", help="run in this process, no worker")
@@ -55,12 +61,19 @@ class Command(BaseCommand):
         if dataset is None:
             names = ", ".join(Dataset.objects.values_list("name", flat=True)) or "none"
             raise CommandError(f"no dataset {options['dataset']!r}; datasets: {names}")
+        judge = None
+        if options["judge"]:
+            judge = ModelEndpoint.objects.filter(name=options["judge"]).first()
+            if judge is None:
+                raise CommandError(f"no model endpoint {options['judge']!r} for --judge")
         try:
             experiment = experiment_create(
                 agent=agent,
                 dataset=dataset,
                 limit=options["limit"],
                 concurrency=options["concurrency"],
+                judge=judge,
+                rubric=options["rubric"],
             )
         except ExperimentError as exc:
             raise CommandError(str(exc)) from exc

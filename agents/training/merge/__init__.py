@@ -1,7 +1,8 @@
 """Model-merge engine: mergekit-compatible configs, streaming, bounded memory.
 
-Tensor code lives in ``methods`` (pure functions) and ``safetensors_io``;
-``driver`` checks a merge and runs it. Nothing here imports Django.
+Each merge method is one module of ``methods`` (its spec and its tensor code),
+found by ``registry``; ``safetensors_io`` reads and writes weights; ``driver``
+checks a merge and runs it. Nothing here imports Django.
 """
 
 from .config import MergeConfig, config_load, config_parse

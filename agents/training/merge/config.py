@@ -20,7 +20,6 @@ then in the top-level ``parameters``; a global parameter only at top level.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +29,8 @@ import torch
 import yaml
 
 from .errors import MergeError
-
-REQUIRED = object()
+from .methods.base import REQUIRED, MergeMethod, layer_index
+from .registry import METHODS
 
 _DTYPES = {
     "bfloat16": torch.bfloat16,
@@ -62,61 +61,8 @@ _TOP_KEYS = {
 _UNSUPPORTED_TOP_KEYS = {"modules", "tokenizer", "chat_template"}
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """What a merge method accepts: global and per-model parameters with defaults."""
-
-    name: str
-    shared: Mapping[str, Any]
-    per_model: Mapping[str, Any]
-    base_required: bool
-    # linear has no base: every input, the base model included, needs a weight.
-    base_is_input: bool = False
-    exact_models: int | None = None
-    # layer_swap's list-valued parameters are not gradients.
-    raw_parameters: bool = False
-
-
-def _gta(name: str, *, normalize: bool, rescale: bool) -> MethodSpec:
-    return MethodSpec(
-        name=name,
-        shared={"int8_mask": False, "normalize": normalize, "rescale": rescale, "lambda": 1.0},
-        per_model={"weight": REQUIRED, "density": 1.0},
-        base_required=True,
-    )
-
-
-METHODS: dict[str, MethodSpec] = {
-    "linear": MethodSpec(
-        name="linear",
-        shared={"normalize": True},
-        per_model={"weight": REQUIRED},
-        base_required=False,
-        base_is_input=True,
-    ),
-    "task_arithmetic": _gta("task_arithmetic", normalize=False, rescale=False),
-    "ties": _gta("ties", normalize=True, rescale=False),
-    "dare_ties": _gta("dare_ties", normalize=False, rescale=True),
-    "dare_linear": _gta("dare_linear", normalize=False, rescale=True),
-    "slerp": MethodSpec(
-        name="slerp", shared={"t": REQUIRED}, per_model={}, base_required=True, exact_models=2
-    ),
-    "pcb": MethodSpec(
-        name="pcb",
-        shared={"density": 0.2, "lambda": 1.0},
-        per_model={},
-        base_required=True,
-    ),
-    "layer_swap": MethodSpec(
-        name="layer_swap",
-        shared={},
-        per_model={"layers": None, "tensors": None},
-        base_required=True,
-        raw_parameters=True,
-    ),
-}
-
-_BOOL_PARAMS = {"int8_mask", "normalize", "rescale"}
+# a method's spec is its MergeMethod class (kept under its old name too)
+MethodSpec = MergeMethod
 
 
 @dataclass(frozen=True)
@@ -131,7 +77,7 @@ class ModelEntry:
 class MergeConfig:
     """A validated merge configuration (files are checked later, by the driver)."""
 
-    method: MethodSpec
+    method: MergeMethod
     base_model: Path | None
     models: tuple[ModelEntry, ...]
     parameters: Mapping[str, Any]
@@ -331,8 +277,13 @@ def _check_method(config: MergeConfig) -> None:
             f"{method.name} merges exactly {method.exact_models} models (base included), "
             f"got {len(config.inputs)}"
         )
-    if not method.base_is_input and not config.non_base:
-        raise MergeError(f"{method.name} needs at least one model besides base_model")
+    if not method.base_is_input and len(config.non_base) < method.min_non_base:
+        if method.min_non_base == 1:
+            raise MergeError(f"{method.name} needs at least one model besides base_model")
+        raise MergeError(
+            f"{method.name} needs at least {method.min_non_base} models besides base_model, "
+            f"got {len(config.non_base)}"
+        )
 
     allowed = set(method.shared) | set(method.per_model)
     unknown = sorted(str(k) for k in config.parameters if k not in allowed)
@@ -353,15 +304,7 @@ def _check_method(config: MergeConfig) -> None:
                     f"unknown parameter {key!r} for model {entry.path} in {method.name} "
                     f"(accepted: {', '.join(sorted(method.per_model)) or 'none'})"
                 )
-
-
-_LAYER_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-
-
-def layer_index(name: str) -> int | None:
-    """The decoder layer a tensor belongs to (``model.layers.N.``), or None."""
-    m = _LAYER_RE.search(name)
-    return int(m.group(1)) if m else None
+    method.check_config(config)
 
 
 def gradient_t(*, name: str, num_layers: int) -> float:
@@ -402,8 +345,8 @@ def evaluate_setting(setting: Any, *, name: str, t: float) -> Any:
     raise MergeError(f"unexpected parameter value {setting!r}")
 
 
-def _typed(key: str, value: Any, where: str) -> Any:
-    if key in _BOOL_PARAMS:
+def _typed(method: MergeMethod, key: str, value: Any, where: str) -> Any:
+    if method.is_bool(key):
         if not isinstance(value, bool):
             raise MergeError(f"parameter {key} {where} must be true or false, got {value!r}")
         return value
@@ -416,13 +359,20 @@ def _typed(key: str, value: Any, where: str) -> Any:
 
 
 def _resolve(
-    key: str, default: Any, scopes: list[Mapping[str, Any]], *, name: str, t: float, where: str
+    method: MergeMethod,
+    key: str,
+    default: Any,
+    scopes: list[Mapping[str, Any]],
+    *,
+    name: str,
+    t: float,
+    where: str,
 ) -> Any:
     for scope in scopes:
         if key in scope:
             value = evaluate_setting(scope[key], name=name, t=t)
             if value is not None:
-                return _typed(key, value, where)
+                return _typed(method, key, value, where)
     if default is REQUIRED:
         raise MergeError(f"missing required parameter {key} {where}")
     return default
@@ -431,7 +381,9 @@ def _resolve(
 def shared_parameters(config: MergeConfig, *, name: str, t: float) -> dict[str, Any]:
     """Global parameters of the method for one tensor."""
     return {
-        key: _resolve(key, default, [config.parameters], name=name, t=t, where=f"for {name}")
+        key: _resolve(
+            config.method, key, default, [config.parameters], name=name, t=t, where=f"for {name}"
+        )
         for key, default in config.method.shared.items()
     }
 
@@ -442,6 +394,7 @@ def model_parameters(
     """Per-model parameters for one tensor (model's own settings, then top-level)."""
     return {
         key: _resolve(
+            config.method,
             key,
             default,
             [entry.parameters, config.parameters],

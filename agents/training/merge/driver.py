@@ -10,14 +10,12 @@ cancel flag removes the partial directory.
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,18 +23,17 @@ from typing import Any
 import torch
 import yaml
 
-from . import methods
 from .config import (
     DTYPE_NAMES,
     REQUIRED,
     MergeConfig,
     ModelEntry,
     gradient_t,
-    layer_index,
     model_parameters,
     shared_parameters,
 )
 from .errors import MergeCancelled, MergeError
+from .methods.base import Input, TensorJob, layer_index, rng_for
 from .safetensors_io import FLOAT_DTYPES, ModelDir, OutputTensor, ShardedWriter
 
 DEFAULT_SHARD_SIZE = 5 * 1000**3
@@ -53,12 +50,6 @@ _TOKENIZER_FILES = (
     "chat_template.jinja",
     "generation_config.json",
 )
-_GTA = {
-    "task_arithmetic": (None, False),
-    "ties": ("magnitude", True),
-    "dare_ties": ("random", True),
-    "dare_linear": ("random", False),
-}
 
 
 @dataclass(frozen=True)
@@ -90,8 +81,8 @@ class MergePlan:
     outputs: list[OutputTensor]
     # name -> (shared parameters, per-input parameters in config.inputs order)
     parameters: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]
-    # layer_swap: name -> path of the model the tensor comes from
-    sources: dict[str, Path] = field(default_factory=dict)
+    # what the method's prepare() returned (layer_swap: tensor -> source model)
+    state: Any = None
     vocab_rows: dict[str, int] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -176,56 +167,6 @@ def _check_models(
     return vocab_rows
 
 
-def _layer_swap_sources(config: MergeConfig, base: ModelDir, num_layers: int) -> dict[str, Path]:
-    """Which tensors each non-base model takes over; overlaps are errors."""
-    sources: dict[str, Path] = {}
-    for entry in config.non_base:
-        chosen: set[str] = set()
-        layers = entry.parameters.get("layers")
-        patterns = entry.parameters.get("tensors")
-        if layers is None and patterns is None:
-            raise MergeError(f"layer_swap: model {entry.path} needs layers: or tensors:")
-        wanted_layers: set[int] = set()
-        for item in [layers] if isinstance(layers, int) else layers or []:
-            if isinstance(item, int) and not isinstance(item, bool):
-                wanted_layers.add(item)
-            elif (
-                isinstance(item, list)
-                and len(item) == 2
-                and all(isinstance(x, int) and not isinstance(x, bool) for x in item)
-            ):
-                wanted_layers.update(range(item[0], item[1]))
-            else:
-                raise MergeError(
-                    f"layer_swap: layers of {entry.path} must be integers or [start, end] ranges, "
-                    f"got {item!r}"
-                )
-        bad = sorted(i for i in wanted_layers if not 0 <= i < num_layers)
-        if bad:
-            raise MergeError(
-                f"layer_swap: layer {bad[0]} of {entry.path} is not in 0..{num_layers - 1}"
-            )
-        chosen.update(n for n in base.names if layer_index(n) in wanted_layers)
-        if isinstance(patterns, str):
-            patterns = [patterns]
-        for pattern in patterns or []:
-            if not isinstance(pattern, str):
-                raise MergeError(f"layer_swap: tensors of {entry.path} must be name patterns")
-            hits = [n for n in base.names if fnmatch.fnmatchcase(n, pattern)]
-            if not hits:
-                raise MergeError(
-                    f"layer_swap: pattern {pattern!r} of {entry.path} matches no tensor"
-                )
-            chosen.update(hits)
-        for name in chosen:
-            if name in sources:
-                raise MergeError(
-                    f"layer_swap: {name} is taken from both {sources[name]} and {entry.path}"
-                )
-            sources[name] = entry.path
-    return sources
-
-
 def merge_check(
     *,
     config: MergeConfig,
@@ -279,13 +220,9 @@ def merge_check(
                 else model_parameters(config, entry, name=name, t=t)
                 for entry in config.inputs
             ]
-            _check_values(config, name, shared, per_model)
+            config.method.check_values(config, name, shared, per_model)
             parameters[name] = (shared, per_model)
-        sources = (
-            _layer_swap_sources(config, base, num_layers)
-            if config.method.name == "layer_swap"
-            else {}
-        )
+        state = config.method.prepare(config, base, num_layers)
 
         need = sum(o.nbytes for o in outputs) + (1 << 20)
         where = _existing_ancestor(output_dir.parent)
@@ -307,33 +244,9 @@ def merge_check(
         base=base,
         outputs=outputs,
         parameters=parameters,
-        sources=sources,
+        state=state,
         vocab_rows=vocab_rows,
     )
-
-
-def _check_values(
-    config: MergeConfig, name: str, shared: Mapping[str, Any], per_model: list[dict[str, Any]]
-) -> None:
-    method = config.method.name
-    for entry, params in zip(config.inputs, per_model, strict=True):
-        density = params.get("density")
-        if density is not None and density < 0:
-            raise MergeError(f"density for {entry.path} at {name} must be >= 0, got {density}")
-    if (
-        method == "linear"
-        and shared["normalize"]
-        and abs(sum(p["weight"] for p in per_model)) < 1e-12
-    ):
-        raise MergeError(f"linear: weights sum to zero at {name}; cannot normalize")
-    if method == "pcb" and not 0 < shared["density"] <= 1:
-        raise MergeError(f"pcb: density must be in (0, 1], got {shared['density']}")
-
-
-def rng_for(*, seed: int, name: str, index: int) -> torch.Generator:
-    """A CPU generator that depends only on (seed, tensor, model): chunking- and device-free."""
-    digest = hashlib.sha256(f"{seed}\0{name}\0{index}".encode()).digest()
-    return torch.Generator(device="cpu").manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def _merge_tensor(plan: MergePlan, out: OutputTensor, seed: int) -> torch.Tensor:
@@ -352,59 +265,26 @@ def _merge_tensor(plan: MergePlan, out: OutputTensor, seed: int) -> torch.Tensor
     base_x = load(plan.base.path)
     if base_x.dtype not in FLOAT_DTYPES:
         return base_x.clone()
-    method = config.method.name
-    if method == "layer_swap":
-        return load(plan.sources.get(name, plan.base.path))
-
-    shared, per_model = plan.parameters[name]
-    dev = plan.device
-    if method == "linear":
-        return methods.linear(
-            [load(e.path) for e in config.inputs],
-            [p["weight"] for p in per_model],
-            normalize=shared["normalize"],
-            device=dev,
-            out_dtype=out.dtype,
-            release=release,
-        )
-    pairs = [
-        (i, e, p)
+    shared, per_model = plan.parameters.get(name, ({}, [{} for _ in config.inputs]))
+    inputs = tuple(
+        Input(index=i, path=e.path, parameters=p, tensor=load(e.path))
         for i, (e, p) in enumerate(zip(config.inputs, per_model, strict=True))
-        if e.path != plan.base.path
-    ]
-    others = [load(e.path) for _, e, _ in pairs]
-    if method == "slerp":
-        return methods.slerp(
-            base_x, others[0], shared["t"], device=dev, out_dtype=out.dtype, release=release
-        )
-    if method == "pcb":
-        return methods.pcb(
-            base_x,
-            others,
-            density=shared["density"],
-            lambda_=shared["lambda"],
-            device=dev,
-            out_dtype=out.dtype,
-            release=release,
-        )
-    sparsification, consensus = _GTA[method]
-    return methods.generalized_task_arithmetic(
-        base_x,
-        others,
-        weights=[p["weight"] for _, _, p in pairs],
-        densities=[p["density"] for _, _, p in pairs],
-        sparsification=sparsification,
-        consensus=consensus,
-        normalize=shared["normalize"],
-        rescale=shared["rescale"],
-        lambda_=shared["lambda"],
-        generators=[rng_for(seed=seed, name=name, index=i) for i, _, _ in pairs]
-        if sparsification == "random"
-        else None,
-        device=dev,
+    )
+    job = TensorJob(
+        name=name,
+        base=base_x,
+        base_path=plan.base.path,
+        inputs=inputs,
+        others=tuple(i for i in inputs if i.path != config.base_model),
+        shared=shared,
+        device=plan.device,
         out_dtype=out.dtype,
         release=release,
+        seed=seed,
+        state=plan.state,
+        load=load,
     )
+    return config.method.merge(job)
 
 
 def _write_metadata(plan: MergePlan, directory: Path, *, seed: int, device: str) -> None:
@@ -457,7 +337,7 @@ def merge_run(
     parent = output_dir.absolute().parent
     partial: Path | None = None
     writer: ShardedWriter | None = None
-    # methods.py spreads chunks over its own threads; see methods.WORKERS.
+    # the methods spread chunks over their own threads; see methods.streaming.WORKERS.
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -508,4 +388,5 @@ __all__ = [
     "ModelEntry",
     "merge_check",
     "merge_run",
+    "rng_for",
 ]

@@ -185,3 +185,32 @@ def test_wait_fans_items_out_over_the_workers(stack, capsys):
     traces = Trace.objects.filter(pk__in=ExperimentResult.objects.values("trace_id"))
     assert traces.count() == 5
     assert set(traces.values_list("worker", flat=True)) != {""}  # run by the worker, not here
+
+
+def test_an_llm_judge_grades_every_answer_against_the_rubric():
+    dataset = _dataset()
+    judge = ModelEndpoint.objects.create(
+        name="judge",
+        kind=ModelEndpoint.Kind.SCRIPTED,
+        config={"script": [{"content": 'Graded. {"score": 0.75, "reason": "mostly right"}'}]},
+    )
+    experiment = experiment_create(
+        agent=_agent(), dataset=dataset, judge=judge, rubric="Reward the right city."
+    )
+    experiment_run_here(experiment=experiment)
+    experiment.refresh_from_db()
+    assert experiment.scores["llm_judge"] == pytest.approx(0.75)
+    judged = ExperimentResult.objects.filter(experiment=experiment).first()
+    assert judged.metrics["scores"]["llm_judge"] == 0.75
+
+    mute = ModelEndpoint.objects.create(
+        name="mute-judge",
+        kind=ModelEndpoint.Kind.SCRIPTED,
+        config={"script": [{"content": "fine"}]},
+    )
+    second = experiment_create(
+        agent=Agent.objects.get(slug="recorded"), dataset=dataset, judge=mute
+    )
+    experiment_run_here(experiment=second)
+    second.refresh_from_db()
+    assert second.scores["llm_judge"] == 0.0  # an unusable grade is a zero, never a pass

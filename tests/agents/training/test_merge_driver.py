@@ -207,7 +207,7 @@ def test_it_refuses_when_the_disk_is_too_small(models, monkeypatch):
     [
         ({"tokenizer": {"source": "base"}}, "unsupported config key.*tokenizer"),
         ({"frobnicate": 1}, "unknown config key.*frobnicate"),
-        ({"merge_method": "model_stock"}, "unsupported merge_method 'model_stock'"),
+        ({"merge_method": "breadcrumbs"}, "unsupported merge_method 'breadcrumbs'"),
         ({"parameters": {"densty": 0.5}}, "unknown parameter.*densty"),
         ({"dtype": "int8"}, "unsupported dtype"),
         ({"tokenizer_source": "union"}, "union is not supported"),
@@ -268,6 +268,26 @@ def test_slerp_requires_exactly_two_models(models):
     }
     with pytest.raises(MergeError, match="slerp merges exactly 2 models"):
         config_parse(data=cfg)
+
+
+def test_model_stock_needs_two_models_besides_the_base(models):
+    cfg = {
+        "merge_method": "model_stock",
+        "base_model": str(models.base),
+        "models": [{"model": str(models.fts[0])}],
+    }
+    with pytest.raises(MergeError, match="model_stock needs at least 2 models besides base_model"):
+        config_parse(data=cfg)
+
+
+def test_della_density_and_epsilon_must_stay_inside_zero_one(models):
+    cfg = ties_config(models)
+    cfg["merge_method"] = "della"
+    cfg["parameters"] = {"epsilon": 0.3}
+    cfg["models"][1]["parameters"]["density"] = 0.2
+    with pytest.raises(MergeError, match=r"della: density \+/- epsilon .*ft2"):
+        run(models, cfg)
+    assert leftovers(models) == []
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

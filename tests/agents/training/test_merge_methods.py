@@ -150,6 +150,71 @@ def test_dare_matches_reference_on_random_model(models, method):
     assert_close(out, expected)
 
 
+def della_reference(models, name: str, seed: int, densities, epsilon: float) -> list:
+    """DELLA's rank-scaled keep probability per row, the engine's random stream, L1 rescale."""
+    b = models.tensors[models.base][name]
+    deltas = []
+    for i, (p, density) in enumerate(zip(models.fts, densities, strict=True)):
+        d = models.tensors[p][name] - b
+        rows = d.reshape(1, -1) if d.dim() == 1 else d
+        cols = rows.shape[1]
+        ranks = torch.sort(rows.abs(), dim=1, stable=True).indices.argsort(dim=1).float()
+        probs = (density - epsilon) + ranks / (cols - 1) * 2 * epsilon
+        draw = torch.rand(rows.shape, generator=rng_for(seed=seed, name=name, index=i))
+        dropped = torch.where(draw < probs, rows, 0.0).reshape(d.shape)
+        deltas.append(dropped * (d.abs().sum() / dropped.abs().sum()))
+    return deltas
+
+
+@pytest.mark.parametrize("method", ["della", "della_linear"])
+def test_della_matches_reference_on_random_model(models, method):
+    weights, densities = [0.5, 0.3, 0.4], [0.4, 0.6, 0.5]
+    cfg = gta_config(models, method, weights, densities, epsilon=0.2)
+    out = merge(models, cfg, seed=5)
+    expected = {}
+    for name, b in models.tensors[models.base].items():
+        deltas = della_reference(models, name, 5, densities, 0.2)
+        if method == "della":
+            mixed = ties_mix(deltas, weights, normalize=True)
+        else:
+            mixed = sum(w * d for w, d in zip(weights, deltas, strict=True))
+        expected[name] = b + mixed
+    assert_close(out, expected)
+
+
+def model_stock_reference(base: torch.Tensor, others: list, filter_wise: bool) -> torch.Tensor:
+    """Jang et al.'s formula: t = N cos / (1 + (N - 1) cos) from the mean pairwise cosine."""
+    shape = base.shape
+    rows = (lambda x: x.reshape(-1, shape[-1])) if filter_wise else (lambda x: x.reshape(1, -1))
+    w0, ws = rows(base), [rows(x) for x in others]
+    offsets = [w - w0 for w in ws]
+    cosines = [
+        torch.nn.functional.cosine_similarity(a, b, dim=1, eps=0)
+        for k, a in enumerate(offsets)
+        for b in offsets[k + 1 :]
+    ]
+    cos = torch.stack(cosines).mean(dim=0).unsqueeze(1)
+    n = len(ws)
+    t = n * cos / (1 + (n - 1) * cos)
+    return (t * sum(ws) / n + (1 - t) * w0).reshape(shape)
+
+
+@pytest.mark.parametrize("filter_wise", [False, True])
+def test_model_stock_matches_reference_on_random_model(models, filter_wise):
+    cfg = {
+        "merge_method": "model_stock",
+        "base_model": str(models.base),
+        "models": [{"model": str(p)} for p in models.fts],
+        "parameters": {"filter_wise": filter_wise},
+    }
+    out = merge(models, cfg)
+    expected = {
+        name: model_stock_reference(b, [models.tensors[p][name] for p in models.fts], filter_wise)
+        for name, b in models.tensors[models.base].items()
+    }
+    assert_close(out, expected)
+
+
 def slerp_reference(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Textbook SLERP on the flattened tensors, in float64."""
     x, y = a.double().flatten(), b.double().flatten()
