@@ -40,6 +40,15 @@ class ModelEndpoint(models.Model):
         related_name="endpoints",
         help_text="hf: the model artifact it serves.",
     )
+    price_per_1k_prompt_tokens = models.DecimalField(
+        max_digits=10,
+        decimal_places=6,
+        default=0,
+        help_text="Cost of 1,000 prompt tokens (any currency; the dashboard adds it up).",
+    )
+    price_per_1k_completion_tokens = models.DecimalField(
+        max_digits=10, decimal_places=6, default=0, help_text="Cost of 1,000 completion tokens."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -47,6 +56,20 @@ class ModelEndpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("agents:endpoint_detail", args=[self.pk])
+
+    def settings_snapshot(self) -> dict:
+        """The settings a run uses (never the API key, only where it is read from)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "base_url": self.base_url,
+            "model": self.model,
+            "api_key_env": self.api_key_env,
+            "config": self.config,
+        }
 
 
 def _strategy_choices() -> list[tuple[str, str]]:
@@ -107,12 +130,38 @@ class Agent(models.Model):
         return float(min(chosen, settings.TOOLTRAIL_RUN_DEADLINE_MAX_SECONDS))
 
 
+class AgentVersion(models.Model):
+    """What an agent was at one moment: the exact prompt, strategy, tools (with their
+    schemas) and endpoint settings a run used. A run records the version it ran with, so
+    editing the agent, its toolset or its endpoint never rewrites what an old trace means.
+    A new version is made only when the snapshot differs from the latest one."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    snapshot = models.JSONField()
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["agent", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "number"], name="agent_version_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent} v{self.number}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("agents:agent_version", args=[self.agent.slug, self.number])
+
+
 # Evaluation and training models live beside their code; imported here so Django registers them.
 from agents.evals.models import Dataset, DatasetItem, Experiment, ExperimentResult  # noqa: E402
 from agents.training.models import Job, ModelArtifact  # noqa: E402
 
 __all__ = [
     "Agent",
+    "AgentVersion",
     "Dataset",
     "DatasetItem",
     "Experiment",

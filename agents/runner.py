@@ -22,9 +22,10 @@ from django.db import close_old_connections, connection
 
 from agents.evals.functions import eval_functions
 from agents.llm import ModelCancelled, ModelError, backend_for
-from agents.models import Agent, ModelEndpoint
+from agents.models import Agent, AgentVersion, ModelEndpoint
 from agents.strategies import STRATEGIES, RunCancelled
-from toolsapp.selectors import RunTools, run_tools
+from toolsapp.models import Tool
+from toolsapp.selectors import RunTools, run_tools, toolset_tools
 from traces.models import Step, Trace
 from traces.services import TraceError, step_record, trace_finish, trace_heartbeat, trace_start
 
@@ -91,6 +92,40 @@ class RunWatch:
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join(timeout=5)
+
+
+def _run_settings(agent: Agent, version_id: int | None) -> dict:
+    """What the run uses: the agent version the trace recorded when it was queued (so an
+    edit made meanwhile does not change it), or the agent as it is for older traces."""
+    version = AgentVersion.objects.filter(pk=version_id, agent=agent).first()
+    if version is None:
+        return {
+            "strategy": agent.strategy,
+            "endpoint": agent.endpoint,
+            "tools": toolset_tools(toolset=agent.toolset),
+            "system_prompt": agent.system_prompt,
+            "max_steps": agent.max_steps,
+            "strategy_config": agent.strategy_config,
+        }
+    snap = version.snapshot
+    endpoint_settings = {k: v for k, v in snap["endpoint"].items() if k != "id"}
+    rows = Tool.objects.in_bulk([t["id"] for t in snap["tools"]])
+    tools = []
+    for recorded in snap["tools"]:
+        tool = rows.get(recorded["id"])
+        if tool is None:
+            continue  # deleted since; the model is not offered it
+        # The schema and description as recorded: what the version says the model saw.
+        tool.description, tool.parameters = recorded["description"], recorded["parameters"]
+        tools.append(tool)
+    return {
+        "strategy": snap["strategy"],
+        "endpoint": ModelEndpoint(id=snap["endpoint"]["id"], **endpoint_settings),
+        "tools": tools,
+        "system_prompt": snap["system_prompt"],
+        "max_steps": snap["max_steps"],
+        "strategy_config": snap.get("strategy_config") or {},
+    }
 
 
 def _agent_of(trace_id) -> tuple[bool, Agent | None]:
@@ -169,14 +204,18 @@ def trace_run(*, trace_id) -> Trace | None:
 
     with RunWatch(trace_id, deadline_seconds=deadline) as watch:
         try:
+            settings_ = _run_settings(agent, trace.metadata.get("agent_version_id"))
             # An evaluation item brings its own functions and conversation (see agents.evals);
-            # otherwise the toolset, or a retrieval over it when it is large (tool_search).
+            # otherwise the recorded version's tools, or a retrieval over the toolset when
+            # it is large (tool_search).
             evaluation = trace.metadata.get("eval") or {}
             if "tools" in evaluation:
                 offered = RunTools(tools=eval_functions(evaluation["tools"]))
-            else:
+            elif len(settings_["tools"]) > settings.TOOLTRAIL_TOOL_SEARCH_THRESHOLD > 0:
                 offered = run_tools(toolset=agent.toolset, query=trace.input)
-            strategy_class = STRATEGIES[agent.strategy]
+            else:
+                offered = RunTools(tools=settings_["tools"])
+            strategy_class = STRATEGIES[settings_["strategy"]]
             options = {"single_turn": True} if evaluation.get("single_turn") else {}
             if _accepts(strategy_class, "cancel"):
                 options["cancel"] = watch.cancel  # interrupts a tool call in progress
@@ -184,12 +223,12 @@ def trace_run(*, trace_id) -> Trace | None:
                 options["tool_search"] = offered.search
             strategy = strategy_class(
                 trace_id=trace_id,
-                backend=_Interruptible(backend_for(agent.endpoint), watch.cancel),
+                backend=_Interruptible(backend_for(settings_["endpoint"]), watch.cancel),
                 tools=offered.tools,
-                system_prompt=agent.system_prompt,
-                max_steps=agent.max_steps,
+                system_prompt=settings_["system_prompt"],
+                max_steps=settings_["max_steps"],
                 should_stop=watch.must_stop,
-                config=agent.strategy_config,
+                config=settings_["strategy_config"],
                 role_backends={
                     role: _Interruptible(backend, watch.cancel)
                     for role, backend in _role_backends(agent).items()

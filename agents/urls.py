@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_toolmaker
+from . import views, views_build, views_toolmaker
 from .evals import views as eval_views
 from .training import views as training_views
 
@@ -8,9 +8,29 @@ app_name = "agents"
 
 urlpatterns = [
     path("agents/", views.agent_list_view, name="agent_list"),
+    path("agents/new/", views_build.agent_create_view, name="agent_create"),
     path("agents/<slug:slug>/", views.agent_detail_view, name="agent_detail"),
     path("agents/<slug:slug>/run/", views.agent_run_view, name="agent_run"),
-    path("api/runs", views.api_runs, name="api_runs"),
+    path("agents/<slug:slug>/edit/", views_build.agent_edit_view, name="agent_edit"),
+    path("agents/<slug:slug>/duplicate/", views_build.agent_duplicate_view, name="agent_duplicate"),
+    path("agents/<slug:slug>/delete/", views_build.agent_delete_view, name="agent_delete"),
+    path(
+        "agents/<slug:slug>/versions/<int:number>/",
+        views_build.agent_version_view,
+        name="agent_version",
+    ),
+    path("endpoints/", views_build.endpoint_list_view, name="endpoint_list"),
+    path("endpoints/new/", views_build.endpoint_create_view, name="endpoint_create"),
+    path("endpoints/<int:pk>/", views_build.endpoint_detail_view, name="endpoint_detail"),
+    path("endpoints/<int:pk>/edit/", views_build.endpoint_edit_view, name="endpoint_edit"),
+    path(
+        "endpoints/<int:pk>/duplicate/",
+        views_build.endpoint_duplicate_view,
+        name="endpoint_duplicate",
+    ),
+    path("endpoints/<int:pk>/delete/", views_build.endpoint_delete_view, name="endpoint_delete"),
+    path("endpoints/<int:pk>/test/", views_build.endpoint_test_view, name="endpoint_test"),
+    path("traces/<uuid:trace_id>/again/", views_build.run_again_view, name="run_again"),
     path("tool-maker/", views_toolmaker.tool_maker_view, name="tool_maker"),
     path("datasets/", eval_views.dataset_list_view, name="dataset_list"),
     path("datasets/from-queue/", eval_views.dataset_from_queue_view, name="dataset_from_queue"),

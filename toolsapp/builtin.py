@@ -216,7 +216,14 @@ BUILTIN_TOOLS: list[dict[str, Any]] = [
         "description": "Evaluate an arithmetic expression such as '(2 + 3) * sqrt(16)'.",
         "parameters": {
             "type": "object",
-            "properties": {"expression": {"type": "string", "minLength": 1, "maxLength": 500}},
+            "properties": {
+                "expression": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 500,
+                    "examples": ["2 + 2"],
+                }
+            },
             "required": ["expression"],
             "additionalProperties": False,
         },

@@ -196,6 +196,9 @@ class Toolset(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        return reverse("toolsapp:toolset_detail", args=[self.slug])
+
 
 class ToolIndexChange(models.Model):
     """One row per write to a tool, written in the writer's own transaction (so a rolled-back

@@ -108,6 +108,31 @@ def tool_execute(
     return result
 
 
+class ToolsetInUse(Exception):
+    """A toolset that agents use cannot be deleted; the message names them."""
+
+
+@transaction.atomic
+def toolset_duplicate(*, toolset: Toolset) -> Toolset:
+    """A copy of ``toolset`` with the same tools under a free slug (``<slug>-copy``)."""
+    from tooltrail.copies import copy_name
+
+    slug = copy_name(model=Toolset, field="slug", base=toolset.slug, max_length=50)
+    copy = Toolset.objects.create(
+        name=f"{toolset.name} (copy)"[:100], slug=slug, description=toolset.description
+    )
+    copy.tools.set(toolset.tools.all())
+    return copy
+
+
+def toolset_delete(*, toolset: Toolset) -> None:
+    """Delete a toolset no agent uses (raises ToolsetInUse naming the agents)."""
+    users = [str(a) for a in toolset.agents.all()]
+    if users:
+        raise ToolsetInUse(f"{toolset.name} is used by {', '.join(users)}: change them first")
+    toolset.delete()
+
+
 # --- python tools --------------------------------------------------------------------
 
 

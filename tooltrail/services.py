@@ -16,6 +16,14 @@ from .models import ApiToken, token_hash
 TOKEN_PREFIX = "tt_"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
+# What builders may do: create, edit, duplicate and delete agents, endpoints and toolsets
+# (each app's own model permissions).
+BUILDER_PERMISSIONS = [
+    f"{app}.{verb}_{model}"
+    for app, model in (("agents", "agent"), ("agents", "modelendpoint"), ("toolsapp", "toolset"))
+    for verb in ("add", "change", "delete")
+]
+
 # Role → permissions (app_label.codename). Admins are superusers and also get the group.
 # Decided (docs/security.md): annotators may cancel anyone's run, as they may start
 # runs and read every trace; viewers may do neither.
@@ -33,6 +41,13 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "traces.ingest_traces",
         "toolsapp.run_tool",
         "toolsapp.import_tools",
+        *BUILDER_PERMISSIONS,
+    ],
+    "builder": [
+        "agents.run_agent",
+        "traces.cancel_trace",
+        "toolsapp.run_tool",
+        *BUILDER_PERMISSIONS,
     ],
     "annotator": [
         "agents.run_agent",
@@ -48,7 +63,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 
 @transaction.atomic
 def roles_sync() -> None:
-    """Create the admin, annotator and viewer groups with their permissions."""
+    """Create the admin, builder, annotator and viewer groups with their permissions."""
     for role, perms in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=role)
         wanted = []
@@ -66,7 +81,7 @@ def user_role(user) -> str:
     if user.is_superuser:
         return "admin"
     names = set(user.groups.values_list("name", flat=True))
-    for role in ("admin", "annotator", "viewer"):
+    for role in ("admin", "builder", "annotator", "viewer"):
         if role in names:
             return role
     return "viewer"

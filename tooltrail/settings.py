@@ -121,6 +121,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tooltrail.middleware.LoginRequiredEverywhereMiddleware",
+    "tooltrail.middleware.ApiJsonErrorsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -249,6 +250,13 @@ TOOLTRAIL_MODEL_REPLY_MAX_BYTES = int(env_float("TOOLTRAIL_MODEL_REPLY_MAX_BYTES
 TOOLTRAIL_WS_REAUTH_SECONDS = env_float("TOOLTRAIL_WS_REAUTH_SECONDS", 30.0)
 TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS = env_float("TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS", 600.0)
 TOOLTRAIL_LOCAL_MODEL_PATH = env_str("TOOLTRAIL_LOCAL_MODEL_PATH")
+# Where people reach this server: links the CLI prints (and e-mails) start with it.
+# TOOLTRAIL_BASE_URL is its older name.
+SITE_URL = (
+    env_str("SITE_URL")
+    or env_str("TOOLTRAIL_BASE_URL")
+    or f"http://127.0.0.1:{env_str('PORT', '8000')}"
+).rstrip("/")
 # Tool retrieval (docs/tool-retrieval.md): an agent whose toolset has more active tools
 # than the threshold gets tool_search plus the top-k tools for its request (0: never).
 TOOLTRAIL_TOOL_SEARCH_THRESHOLD = int(env_float("TOOLTRAIL_TOOL_SEARCH_THRESHOLD", 30))

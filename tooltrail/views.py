@@ -39,13 +39,8 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     return refuse(request, "the request could not be read", 400)
 
 
-def home(request: HttpRequest) -> HttpResponse:
-    return redirect("traces:trace_list")
-
-
 @login_required
 def token_list(request: HttpRequest) -> HttpResponse:
-    new_token = None
     if request.method == "POST":
         days = int_param(request.POST.get("expires_in_days", "").strip(), default=0, lo=1)
         if days is None or days > MAX_TOKEN_DAYS:
@@ -53,11 +48,16 @@ def token_list(request: HttpRequest) -> HttpResponse:
                 request, f"Expiry: a whole number of days from 1 to {MAX_TOKEN_DAYS}, or blank."
             )
         else:
-            _, new_token = api_token_create(
+            _, raw = api_token_create(
                 user=request.user,
                 name=request.POST.get("name", "").strip()[:100],
                 expires_in_days=days or None,
             )
+            # Post/Redirect/Get: the new token is shown once, on the page after the
+            # redirect, so reloading that page makes no second token.
+            request.session["new_api_token"] = raw
+        return redirect("token_list")
+    new_token = request.session.pop("new_api_token", None)
     tokens = ApiToken.objects.filter(user=request.user)
     return render(request, "tooltrail/tokens.html", {"tokens": tokens, "new_token": new_token})
 
@@ -69,3 +69,45 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     api_token_revoke(token=token)
     messages.success(request, f"Token {token.prefix}… revoked.")
     return redirect("token_list")
+
+
+# --- error pages: the layout for people, the API's JSON under /api/ ---------------------
+
+ERROR_TITLES = {
+    400: ("Bad request", "The request could not be understood."),
+    403: ("Not allowed", "Your role does not allow this."),
+    404: ("Not found", "There is nothing at this address."),
+    500: ("Something went wrong", "The error was logged. Try again, or go back."),
+}
+
+
+def _error(request: HttpRequest, status: int, exception: Exception | None = None) -> HttpResponse:
+    title, default = ERROR_TITLES[status]
+    # Django's own messages (e.g. the URL resolver's) are not for end users; ours are.
+    message = str(exception) if exception and status in (403,) and str(exception) else default
+    if request.path.startswith("/api/"):
+        from .api import error_response
+
+        return error_response(message if status != 404 else "not found", status)
+    return render(
+        request,
+        "errors/error.html",
+        {"status": status, "title": title, "message": message},
+        status=status,
+    )
+
+
+def error_400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _error(request, 400, exception)
+
+
+def error_403(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _error(request, 403, exception)
+
+
+def error_404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _error(request, 404, exception)
+
+
+def error_500(request: HttpRequest) -> HttpResponse:
+    return _error(request, 500)

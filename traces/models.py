@@ -86,6 +86,11 @@ class Trace(models.Model):
             models.Index(fields=["status", "heartbeat_at"]),
             # The trace list's keyset: newest first, id as the tie-break.
             models.Index(fields=["-created_at", "-id"], name="trace_list_keyset"),
+            # The dashboard's counts and durations per period, read from the index alone.
+            models.Index(
+                fields=["created_at", "status", "started_at", "ended_at"],
+                name="trace_created_status",
+            ),
         ]
         permissions = [
             ("cancel_trace", "Can cancel any running or queued trace"),
@@ -182,8 +187,16 @@ class Step(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["trace", "seq"], name="step_seq_unique_per_trace")
         ]
-        # Parents arriving after their children are found by span id.
-        indexes = [models.Index(fields=["trace", "span_id"])]
+        indexes = [
+            # Parents arriving after their children are found by span id.
+            models.Index(fields=["trace", "span_id"]),
+            # The dashboard's tool figures (one kind of step over a time range), read from
+            # the index alone: the rows themselves carry bulky JSON.
+            models.Index(
+                fields=["kind", "created_at", "name", "started_at", "ended_at", "parent"],
+                name="step_kind_created",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind} {self.name}"

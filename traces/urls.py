@@ -16,17 +16,14 @@ urlpatterns = [
     path("traces/<uuid:trace_id>/cancel/", views.trace_cancel_view, name="trace_cancel"),
     path("api/traces", views.api_traces, name="api_traces"),
     path("traces/tool-calls/", views.tool_calls_view, name="tool_calls"),
-    path("api/traces/<uuid:trace_id>", views.api_trace, name="api_trace"),
     path("v1/traces", api_ingest.otlp_traces_view, name="otlp_traces"),
     path("api/traces/import", api_ingest.api_trace_import, name="api_trace_import"),
     path("api/traces/<uuid:trace_id>/export", api_ingest.api_trace_export, name="api_trace_export"),
-    path("api/traces/<uuid:trace_id>/steps", views.api_trace_steps, name="api_trace_steps"),
     path(
         "api/traces/<uuid:trace_id>/steps/<int:seq>/full/<str:field>",
         views.api_step_full,
         name="api_step_full",
     ),
-    path("api/traces/<uuid:trace_id>/cancel", views.api_trace_cancel, name="api_trace_cancel"),
     # Annotation: queues, the annotator's page, adjudication, exports, and their API.
     path("queues/", annotation.queue_list_view, name="queue_list"),
     path("queues/new/", annotation.queue_create_view, name="queue_create"),

@@ -13,7 +13,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from tooltrail.api import ApiError, api_view
-from tooltrail.params import MAX_CURSOR, int_param
+from tooltrail.params import int_param
 
 from .diff import tool_calls_diff
 from .models import Step, Trace
@@ -27,7 +27,6 @@ from .selectors import (
     step_blob_get,
     step_depths_before,
     step_get,
-    steps_after,
     steps_for_tree,
     steps_matching,
     tool_call_stats,
@@ -37,7 +36,7 @@ from .selectors import (
     trace_page,
     trace_tool_calls,
 )
-from .serializers import step_payload, trace_payload
+from .serializers import trace_payload
 from .services import (
     TraceError,
     saved_filter_delete,
@@ -329,30 +328,7 @@ def api_traces(request: HttpRequest) -> JsonResponse:
     )
 
 
-@api_view(("GET",))
-def api_trace(request: HttpRequest, trace_id) -> JsonResponse:
-    return JsonResponse(trace_payload(_get_trace_for_user(request, trace_id)))
-
-
-@api_view(("GET",))
-def api_trace_steps(request: HttpRequest, trace_id) -> JsonResponse:
-    """``GET /api/traces/<id>/steps?after=N``: the steps after cursor N, in order, at most
-    500 per call; ``cursor`` is the value to pass next time."""
-    trace = _get_trace_for_user(request, trace_id)
-    after = int_param(request.GET.get("after"), default=0)
-    limit = int_param(request.GET.get("limit"), default=API_PAGE, lo=1)
-    if after is None or limit is None:
-        raise ApiError(f"after must be an integer from 0 to {MAX_CURSOR}, limit one from 1")
-    limit = min(limit, API_PAGE)
-    steps = steps_after(trace_id=trace.id, after=after, limit=limit)
-    return JsonResponse(
-        {
-            "trace": trace_payload(trace),
-            "steps": [step_payload(s) for s in steps],
-            "cursor": steps[-1].seq if steps else after,
-            "more": len(steps) == limit,
-        }
-    )
+# The rest of the traces JSON API (one trace, its steps, cancel) is in traces/api.py.
 
 
 @api_view(("GET",))
@@ -375,16 +351,6 @@ def api_step_full(request: HttpRequest, trace_id, seq: int, field: str) -> HttpR
     response["X-Tooltrail-Size"] = str(blob.size)
     response["X-Tooltrail-Complete"] = "true" if blob.complete else "false"
     return response
-
-
-@api_view(("POST",), permission="traces.cancel_trace")
-def api_trace_cancel(request: HttpRequest, trace_id) -> JsonResponse:
-    trace = _get_trace_for_user(request, trace_id)
-    try:
-        trace = trace_cancel(trace_id=trace.id)
-    except TraceError as exc:
-        raise ApiError(str(exc), status=409) from exc
-    return JsonResponse(trace_payload(trace), status=202)
 
 
 def tool_calls_view(request: HttpRequest) -> HttpResponse:

@@ -6,6 +6,13 @@ package (which pulls in the unrelated ``llm`` CLI). Nothing is downloaded.
 
 Small local models have no native tool-call API here, so tools are described in the
 system prompt and a call is read back from ``<tool_call>{...}</tool_call>`` in the text.
+Unless the endpoint's config says ``"grammar": false``, sampling is constrained by a
+grammar built from the tools' JSON Schemas (``agents.llm.grammar``): the model writes
+either one call that parses and validates, or plain text. ``"tool_choice"`` says who
+decides: ``"auto"`` (the model: call or text), ``"required"`` (every turn calls a tool)
+or ``"once"`` (the first turn calls a tool, the turn after a result answers in text).
+A 135M model left to decide almost never starts a call (and once it has called, calls
+again), so the demo's local agent uses ``"once"``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 from django.conf import settings
 
 from .base import ModelCancelled, ModelError, ModelReply, ToolCallRequest
+from .grammar import grammar_for
 
 _models: dict[tuple[str, int, int], Any] = {}
 _lock = threading.Lock()
@@ -79,9 +87,27 @@ def tools_prompt(tools: list[dict[str, Any]]) -> str:
     return (
         "You can call these tools:\n"
         f"{specs}\n"
-        'To call one, answer only with <tool_call>{"name": "...", "arguments": {...}}</tool_call>. '
-        "Otherwise answer the user directly."
+        'To call one, answer only with <tool_call>{"name": "...", "arguments": {...}}</tool_call>'
+        f"{_example_call(tools)}\nOtherwise answer the user directly."
     )
+
+
+def _example_call(tools: list[dict[str, Any]]) -> str:
+    """``, for example <tool_call>…</tool_call>`` from the first tool whose schema gives
+    ``examples`` for its arguments: a small model copies the shape of one real call far
+    better than it follows a description of it."""
+    for tool in tools:
+        fn = tool["function"]
+        props = (fn.get("parameters") or {}).get("properties") or {}
+        arguments = {
+            k: v["examples"][0]
+            for k, v in props.items()
+            if isinstance(v, dict) and v.get("examples")
+        }
+        if arguments:
+            call = json.dumps({"name": fn["name"], "arguments": arguments})
+            return f", for example\n<tool_call>{call}</tool_call>"
+    return ""
 
 
 def parse_tool_calls(text: str, turn: int) -> list[ToolCallRequest]:
@@ -112,6 +138,12 @@ class LocalBackend:
         self.n_ubatch = int(config.get("n_ubatch", 1))
         self.max_tokens = int(config.get("max_tokens", 128))
         self.temperature = float(config.get("temperature", 0.0))
+        self.grammar = bool(config.get("grammar", True))
+        self.tool_choice = str(config.get("tool_choice", "auto"))
+        if self.tool_choice not in ("auto", "required", "once"):
+            raise ModelError(
+                f"config.tool_choice must be auto, required or once, not {self.tool_choice!r}"
+            )
         self.turn = 0
 
     def complete(
@@ -129,13 +161,19 @@ class LocalBackend:
         self.turn += 1
         prompt_messages = [self._plain(m) for m in messages]
         if tools:
-            prompt_messages.insert(0, {"role": "system", "content": tools_prompt(tools)})
+            # One system message: the tools, then the agent's own prompt (SmolLM2's
+            # template shows a second system message as noise it then imitates).
+            system = tools_prompt(tools)
+            if prompt_messages and prompt_messages[0]["role"] == "system":
+                system += "\n\n" + prompt_messages.pop(0)["content"]
+            prompt_messages.insert(0, {"role": "system", "content": system})
         try:
             data = llm.create_chat_completion(
                 messages=prompt_messages,
                 max_tokens=self.max_tokens,
                 temperature=self.temperature,
                 seed=0,
+                grammar=self._grammar(messages, tools),
             )
         except Exception as exc:  # llama.cpp raises plain ValueError/RuntimeError
             raise ModelError(f"the local model failed: {exc}") from exc
@@ -152,6 +190,14 @@ class LocalBackend:
             if calls
             else data["choices"][0].get("finish_reason") or "stop",
         )
+
+    def _grammar(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]):
+        if not tools or not self.grammar:
+            return None
+        mode = {"auto": "auto", "required": "call"}.get(self.tool_choice)
+        if mode is None:  # once
+            mode = "text" if any(m["role"] == "tool" for m in messages) else "call"
+        return grammar_for(tools, mode=mode)
 
     @staticmethod
     def _plain(message: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 
 import pytest
@@ -47,8 +48,8 @@ def test_run_agent_with_an_unknown_slug_lists_the_agents(demo_agents):
     assert not Trace.objects.exists()
 
 
-def test_run_agent_queues_a_run_and_prints_where_to_watch_it(demo_agents, monkeypatch):
-    monkeypatch.setenv("TOOLTRAIL_BASE_URL", "http://tooltrail.example/")
+def test_run_agent_queues_a_run_and_prints_where_to_watch_it(demo_agents, settings):
+    settings.SITE_URL = "http://tooltrail.example"
     out = run("run_agent", "--agent", "demo", "--input", "What is 2+2?")
     trace = Trace.objects.get()
     assert trace.status == Trace.Status.QUEUED
@@ -70,13 +71,17 @@ def test_seed_demo_can_run_again_without_duplicating_anything():
         Tool.objects.count(),
         Toolset.objects.count(),
     )
+    traces = Trace.objects.count()
     Agent.objects.filter(slug="demo").update(max_steps=1)
     second = run("seed_demo")
-    assert (
-        first
-        == second
-        == ("Demo data ready: agents demo, local; roles admin, annotator, viewer.\n")
+    assert first == (
+        "Demo data ready: agents demo, local; 6 demo runs added; "
+        "roles admin, builder, annotator, viewer.\n"
     )
+    assert second == first.replace("6 demo runs", "0 demo runs")
+    # Six finished runs of the demo agents (the annotation demo adds its own traces).
+    assert Trace.objects.count() == traces
+    assert Trace.objects.filter(metadata__demo_runs=True).count() == 6
     assert (
         counts
         == (
@@ -120,3 +125,26 @@ def test_ensure_admin_without_a_password_prints_a_generated_one_once(client, mon
     )
     assert password, out
     assert client.login(username="boss", password=password.group(1))
+
+
+def test_site_url_defaults_to_the_port_and_can_be_set(monkeypatch):
+    import subprocess
+    import sys
+
+    def site_url(**env) -> str:
+        code = "import django; django.setup(); from django.conf import settings; print(settings.SITE_URL)"
+        environ = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("SITE_URL", "PORT", "TOOLTRAIL_BASE_URL")
+        }
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            env={**environ, "DJANGO_SETTINGS_MODULE": "tooltrail.settings", **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    assert site_url(PORT="8123") == "http://127.0.0.1:8123"
+    assert site_url(SITE_URL="https://tt.example.org/", PORT="8123") == "https://tt.example.org"

@@ -91,3 +91,79 @@ def test_the_local_demo_agent_runs_to_an_end_and_records_its_model_calls(demo_ag
         # A model that asks for a tool in its only turn has no turn left to answer.
         assert finished.error == "no final answer within 1 model turns"
         assert trace.steps.filter(kind=Step.Kind.TOOL_CALL).exists()
+
+
+# --- the grammar built from the tools' schemas ----------------------------------------
+
+CALC = {
+    "type": "function",
+    "function": {
+        "name": "calculator",
+        "parameters": {
+            "type": "object",
+            "properties": {"expression": {"type": "string"}},
+            "required": ["expression"],
+        },
+    },
+}
+
+
+def test_the_grammar_offers_a_call_per_tool_or_text_and_compiles():
+    from agents.llm.grammar import grammar_for, tool_call_gbnf
+
+    clock = {"type": "function", "function": {"name": "clock", "parameters": {}}}
+    gbnf = tool_call_gbnf([CALC, clock])
+    assert gbnf.startswith('root ::= "<tool_call>" call "</tool_call>" | answer')
+    assert '"\\"calculator\\""' in gbnf and '"\\"clock\\""' in gbnf
+    assert "answer" not in tool_call_gbnf([CALC], allow_text=False)
+    for mode in ("auto", "call", "text"):
+        assert grammar_for([CALC, clock], mode=mode) is not None
+
+
+def test_bfcl_style_types_become_json_schema():
+    from agents.llm.grammar import schema_normalise
+
+    schema = {
+        "type": "dict",
+        "properties": {
+            "x": {"type": "float", "description": "a number", "default": 1},
+            "t": {"type": "tuple", "items": {"type": "integer"}},
+            "a": {"type": "any"},
+        },
+        "required": ["x"],
+    }
+    assert schema_normalise(schema) == {
+        "type": "object",
+        "properties": {
+            "x": {"type": "number"},
+            "t": {"type": "array", "items": {"type": "integer"}},
+            "a": {},
+        },
+        "required": ["x"],
+    }
+
+
+def test_an_unknown_tool_choice_is_a_clear_model_error():
+    with pytest.raises(ModelError, match="tool_choice must be auto, required or once"):
+        LocalBackend(ModelEndpoint(name="l", kind="local", config={"tool_choice": "maybe"}))
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_local_demo_agent_multiplies_by_calling_the_calculator(demo_agents):
+    agent = demo_agents["local"]
+    trace = trace_create(
+        name=agent.name,
+        input="what is 17 * 23",
+        agent_slug=agent.slug,
+        metadata={"agent_id": agent.id},
+    )
+
+    finished = trace_run(trace_id=trace.id)
+
+    assert finished.status == Trace.Status.SUCCEEDED, finished.error
+    call = trace.steps.get(kind=Step.Kind.TOOL_CALL)
+    assert (call.name, call.input) == ("calculator", {"expression": "17 * 23"})
+    result = trace.steps.get(kind=Step.Kind.TOOL_RESULT)
+    assert result.output["result"] == 391
+    assert "391" in finished.output

@@ -68,17 +68,20 @@ def test_a_deactivated_users_token_stops_working(make_user):
 def test_the_token_page_creates_a_token_and_shows_it_once(client, make_user):
     user = make_user("tess", "viewer")
     client.force_login(user)
-    created = client.post("/tokens/", {"name": "laptop"})
-    assert created.status_code == 200
+    posted = client.post("/tokens/", {"name": "laptop"})
+    assert posted.status_code == 302 and posted["Location"] == "/tokens/"
+    created = client.get("/tokens/")
     raw = created.context["new_token"]
     assert raw in created.content.decode()
     assert "not shown again" in created.content.decode()
     assert api_token_authenticate(raw=raw) == user
     assert ApiToken.objects.get(user=user).name == "laptop"
 
+    # Reloading the page shows the token no more and makes no second one.
     later = client.get("/tokens/")
     assert raw not in later.content.decode()
     assert raw[:10] in later.content.decode()
+    assert ApiToken.objects.filter(user=user).count() == 1
 
 
 def test_the_token_page_revokes_only_your_own_tokens(client, make_user):
@@ -97,7 +100,7 @@ def test_the_token_page_revokes_only_your_own_tokens(client, make_user):
 def test_an_anonymous_json_client_gets_401_not_a_login_page(client):
     response = client.get("/traces/", HTTP_ACCEPT="application/json")
     assert response.status_code == 401
-    assert response.json() == {"error": "authentication required"}
+    assert response.json() == {"error": "authentication required", "code": "unauthenticated"}
 
 
 def test_an_api_path_without_credentials_is_refused_even_where_no_view_exists(client):

@@ -44,6 +44,7 @@ SEGMENTS = {
     "slug": ["demo", "no-such-thing", "x" * 300],
     "str": ["calculator", "output", "%C3%BC%FF", "a" * 300],
 }
+SEGMENTS["uuidstr"] = SEGMENTS["uuid"]  # django-ninja's converter for {uuid:...}
 QUERIES = [
     "?step=%C2%B2",  # ² is a digit to str.isdigit, not to int()
     "?step=%D9%A3&after=%C2%B2&limit=%C2%B2",
@@ -151,7 +152,7 @@ def test_bodies_over_the_limit_get_413_json_on_the_api_and_a_page_elsewhere(worl
     nested = bearer.post("/api/runs", data=NESTED, content_type="application/json")
     assert (nested.status_code, nested.json()) == (
         400,
-        {"error": "the request body is not valid JSON: nested too deeply"},
+        {"error": "the request body is not valid JSON: nested too deeply", "code": "bad_request"},
     )
 
 

@@ -27,7 +27,7 @@ def test_a_viewer_may_not_cancel(client, make_user):
     response = client.post(f"/api/traces/{trace.id}/cancel")
     assert (response.status_code, response.json()) == (
         403,
-        {"error": "your role does not allow this"},
+        {"error": "your role does not allow this", "code": "forbidden"},
     )
     page = client.post(f"/traces/{trace.id}/cancel/", follow=True)
     assert "cannot cancel runs" in page.content.decode()

@@ -62,14 +62,14 @@ def test_starting_a_run_without_a_token_is_refused(client, demo_agents):
 def test_a_wrong_token_is_refused(client, demo_agents):
     response = post_run(client, {"agent": "demo", "input": "hi"}, "tt_not-a-real-token")
     assert response.status_code == 401
-    assert response.json() == {"error": "invalid or revoked API token"}
+    assert response.json() == {"error": "invalid or revoked API token", "code": "invalid_token"}
     assert not Trace.objects.exists()
 
 
 def test_a_viewer_token_cannot_start_a_run(client, token_for, demo_agents):
     response = post_run(client, {"agent": "demo", "input": "hi"}, token_for("viewer"))
     assert response.status_code == 403
-    assert response.json() == {"error": "your role does not allow this"}
+    assert response.json() == {"error": "your role does not allow this", "code": "forbidden"}
     assert not Trace.objects.exists()
 
 
@@ -82,13 +82,16 @@ def test_a_body_that_is_not_json_is_explained(client, token_for, demo_agents):
 def test_a_body_that_is_not_an_object_is_explained(client, token_for):
     response = post_run(client, '["demo"]', token_for())
     assert response.status_code == 400
-    assert response.json() == {"error": "the request body must be a JSON object"}
+    assert response.json() == {
+        "error": "the request body must be a JSON object",
+        "code": "bad_request",
+    }
 
 
 def test_an_unknown_agent_is_not_found(client, token_for, demo_agents):
     response = post_run(client, {"agent": "nobody", "input": "hi"}, token_for())
     assert response.status_code == 404
-    assert response.json() == {"error": "no agent with slug 'nobody'"}
+    assert response.json() == {"error": "no agent with slug 'nobody'", "code": "not_found"}
 
 
 def test_a_missing_agent_slug_is_explained(client, token_for):
@@ -100,14 +103,17 @@ def test_a_missing_agent_slug_is_explained(client, token_for):
 def test_an_empty_input_is_refused_and_nothing_is_queued(client, token_for, demo_agents):
     response = post_run(client, {"agent": "demo", "input": "   "}, token_for())
     assert response.status_code == 400
-    assert response.json() == {"error": "the input is empty: say what the agent should do"}
+    assert response.json() == {
+        "error": "the input is empty: say what the agent should do",
+        "code": "bad_request",
+    }
     assert not Trace.objects.exists()
 
 
 def test_an_input_that_is_not_text_is_refused(client, token_for, demo_agents):
     response = post_run(client, {"agent": "demo", "input": ["hi"]}, token_for())
     assert response.status_code == 400
-    assert response.json() == {"error": '"input" must be a string'}
+    assert response.json() == {"error": '"input" must be a string', "code": "bad_request"}
 
 
 def test_runs_cannot_be_listed_with_get(client, token_for):
@@ -122,7 +128,7 @@ def test_a_signed_in_browser_must_pass_the_csrf_check(make_user, demo_agents):
     browser.force_login(make_user("carol", "annotator"))
     response = post_run(browser, {"agent": "demo", "input": "hi"})
     assert response.status_code == 403
-    assert response.json() == {"error": "CSRF check failed"}
+    assert response.json() == {"error": "CSRF check failed", "code": "csrf_failed"}
     assert not Trace.objects.exists()
 
 
@@ -220,7 +226,7 @@ def test_cancelling_a_finished_run_is_a_conflict(client, token_for, recorded_tra
     trace_finish(trace_id=trace.id, status="succeeded", output="hi")
     response = client.post(f"/api/traces/{trace.id}/cancel", **auth(token_for()))
     assert response.status_code == 409
-    assert response.json() == {"error": "trace is already succeeded"}
+    assert response.json() == {"error": "trace is already succeeded", "code": "conflict"}
 
 
 def test_a_viewer_token_cannot_cancel(client, token_for, recorded_trace):

@@ -93,12 +93,13 @@ def test_the_login_page_itself_is_open(client):
     assert client.get("/accounts/login/").status_code == 200
 
 
-def test_a_person_signs_in_with_a_password_and_lands_on_the_traces(client, make_user):
+def test_a_person_signs_in_with_a_password_and_lands_on_the_dashboard(client, make_user):
     make_user("erin", "viewer", password="a-long-password-1")
     response = client.post(
         "/accounts/login/", {"username": "erin", "password": "a-long-password-1"}, follow=True
     )
-    assert response.redirect_chain[-1][0] == "/traces/"
+    assert response.redirect_chain[-1][0] == "/"
+    assert "<h1>Dashboard</h1>" in response.content.decode()
     assert response.context["user"].username == "erin"
 
 

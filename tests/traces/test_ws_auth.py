@@ -86,10 +86,10 @@ def test_an_expired_token_is_refused_and_expiry_is_bounded(make_user):
 
 def test_the_token_page_makes_tokens_that_expire(client, make_user):
     client.force_login(make_user("anna", "annotator"))
-    response = client.post("/tokens/", {"name": "ci", "expires_in_days": "7"})
-    assert response.status_code == 200 and response.context["new_token"]
+    response = client.post("/tokens/", {"name": "ci", "expires_in_days": "7"}, follow=True)
+    assert response.redirect_chain == [("/tokens/", 302)] and response.context["new_token"]
     token = ApiToken.objects.get(name="ci")
     assert timedelta(days=6) < token.expires_at - timezone.now() <= timedelta(days=7)
-    bad = client.post("/tokens/", {"name": "x", "expires_in_days": "²"})
+    bad = client.post("/tokens/", {"name": "x", "expires_in_days": "²"}, follow=True)
     assert bad.status_code == 200 and not ApiToken.objects.filter(name="x").exists()
     assert "whole number of days" in bad.content.decode()

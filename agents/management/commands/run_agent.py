@@ -1,8 +1,8 @@
 import json
-import os
 import re
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from agents.models import Agent
@@ -35,11 +35,8 @@ class Command(BaseCommand):
             trace = agent_run_start(agent=agent, input=options["input"])
         except RunError as exc:
             raise CommandError(str(exc)) from exc
-        base = os.environ.get(
-            "TOOLTRAIL_BASE_URL", f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
-        )
         self.stdout.write(f"trace {trace.id}")
-        self.stdout.write(f"{base.rstrip('/')}{trace.get_absolute_url()}")
+        self.stdout.write(f"{settings.SITE_URL}{trace.get_absolute_url()}")
         if not options["wait"]:
             return
         cursor, deadline = 0, time.monotonic() + options["timeout"]
