@@ -15,6 +15,8 @@ from typing import Any
 # JSON Schema words llama.cpp's converter knows; anything else a tool's schema says
 # (titles, examples, BFCL's "dict"/"float"/"tuple" types) is normalised or dropped.
 _TYPE_ALIASES = {"dict": "object", "float": "number", "tuple": "array", "any": None}
+_UNROLLED_BOUNDS = ("maxLength", "minLength", "maxItems", "minItems")
+MAX_UNROLLED_BOUND = 64
 
 
 def schema_normalise(schema: Any) -> Any:
@@ -36,6 +38,11 @@ def schema_normalise(schema: Any) -> Any:
             out[key] = schema_normalise(value)
         elif key in ("description", "title", "examples", "default", "optional"):
             continue  # say nothing about the shape; "default" may not even match the type
+        elif key in _UNROLLED_BOUNDS and isinstance(value, int) and value > MAX_UNROLLED_BOUND:
+            # llama.cpp's converter writes a length bound out one optional item per unit:
+            # maxLength 100000 becomes a 100,000-deep rule that crashes llama.cpp's grammar
+            # parser. Large bounds are left to the schema check the runner does anyway.
+            continue
         else:
             out[key] = value
     if out.get("type") == "object" and "properties" not in out:

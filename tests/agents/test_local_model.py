@@ -120,6 +120,28 @@ def test_the_grammar_offers_a_call_per_tool_or_text_and_compiles():
         assert grammar_for([CALC, clock], mode=mode) is not None
 
 
+def test_large_length_bounds_stay_out_of_the_grammar():
+    # maxLength 100000 unrolled by llama.cpp's converter crashes its grammar parser.
+    from agents.llm.grammar import tool_call_gbnf
+
+    echo = {
+        "type": "function",
+        "function": {
+            "name": "echo",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string", "maxLength": 100000},
+                    "tag": {"type": "string", "maxLength": 3},
+                },
+                "required": ["text"],
+            },
+        },
+    }
+    gbnf = tool_call_gbnf([echo])
+    assert len(gbnf) < 5000  # unrolled, the text bound alone would be ~600 KB
+
+
 def test_bfcl_style_types_become_json_schema():
     from agents.llm.grammar import schema_normalise
 
