@@ -39,6 +39,19 @@ fd takes decimal pids, one a line, of processes to kill with the child (e.g. the
 a pid namespace the child made)."""
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """In a forked child: SIGKILL when ``parent`` (the thread that forked) dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the call above
+        os._exit(70)
+
+
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -109,9 +122,13 @@ def run_killable(
     """
     out_r, out_w = os.pipe()
     ctl_r, ctl_w = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child
         try:
+            # It dies with the process that runs the call: a worker killed mid-call (an
+            # OOM kill, kill -9) leaves no tool running on, orphaned, in its own group.
+            _die_with(parent)
             os.close(out_r)
             os.close(ctl_r)
             os.setpgid(0, 0)

@@ -125,6 +125,10 @@ def stop(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+    # The leader stopped; a member of its group it did not wait for (a Celery pool child
+    # still busy when its main process finished its warm shutdown) goes with it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def redis_server_binary() -> str:
@@ -316,11 +320,37 @@ def start_worker(
             log.close()
 
 
+def start_beat(*, env: dict[str, str], output: str | None = None) -> subprocess.Popen:
+    """Celery beat, the scheduler (one per deployment): MCP re-syncs, trace upkeep and
+    retention. Its own process (not ``worker -B``, whose forked scheduler would not die
+    with the launcher)."""
+    schedule = Path(env.get("TOOLTRAIL_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule"
+    args = [PYTHON, "-m", "celery", "-A", "tooltrail", "beat", "-s", str(schedule), "-l", "WARNING"]
+    log = open(output, "ab") if output else None  # noqa: SIM115 - the child keeps it
+    try:
+        return _popen(args, env, stdout=log, stderr=log)
+    finally:
+        if log:
+            log.close()
+
+
 def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([PYTHON, "manage.py", *args], env=env, cwd=BASE_DIR, check=True)
 
 
+_SECOND_SIGNAL: list[Callable[[], None]] = []  # what a second Ctrl-C does (set by up())
+
+
 def _raise_interrupt(signum, frame) -> None:
+    # From the first signal on, another one means "kill everything now", even while the
+    # first one is still being handled.
+    def again(signum, frame) -> None:
+        print("Killing everything now.", file=sys.stderr, flush=True)
+        for action in _SECOND_SIGNAL:
+            action()
+
+    for other in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, again)
     raise KeyboardInterrupt
 
 
@@ -458,6 +488,7 @@ def up() -> int:
     logdir = var_dir / "log"
     logdir.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(logdir=logdir)
+    _SECOND_SIGNAL[:] = [supervisor.kill_all]
     embedded = not os.environ.get("REDIS_URL")
     with contextlib.ExitStack() as stack:
         try:
@@ -491,11 +522,12 @@ def up() -> int:
                         env=env,
                         name=f"{queue}@%h",
                         output=str(supervisor.log(name)),
-                        # The scheduler (one per deployment) rides with the agents
-                        # worker: MCP re-syncs, trace upkeep and retention.
-                        beat=queue == "agents",
                     ),
                 )
+            supervisor.start(
+                "scheduler",
+                functools.partial(start_beat, env=env, output=str(supervisor.log("scheduler"))),
+            )
             supervisor.start(
                 "web server",
                 functools.partial(
@@ -523,13 +555,6 @@ def up() -> int:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             print("\nStopping… (Ctrl-C again to kill at once)", flush=True)
-
-            def hurry(signum, frame) -> None:
-                print("Killing everything now.", file=sys.stderr, flush=True)
-                supervisor.kill_all()
-
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                signal.signal(signum, hurry)
             return 0
         except (RuntimeError, TimeoutError) as exc:
             print(f"{exc}; stopping.", file=sys.stderr)

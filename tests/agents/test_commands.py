@@ -140,7 +140,14 @@ def test_site_url_defaults_to_the_port_and_can_be_set(monkeypatch):
         }
         return subprocess.run(
             [sys.executable, "-c", code],
-            env={**environ, "DJANGO_SETTINGS_MODULE": "tooltrail.settings", **env},
+            # A SECRET_KEY, as production settings refuse to start on a server database
+            # without one (the PostgreSQL pass sets DATABASE_URL).
+            env={
+                **environ,
+                "DJANGO_SETTINGS_MODULE": "tooltrail.settings",
+                "SECRET_KEY": "test-only",
+                **env,
+            },
             capture_output=True,
             text=True,
             check=True,

@@ -111,7 +111,15 @@ class Up:
         for pid in self.pids():
             with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
                 command = f.read().replace(b"\0", b" ").decode()[:200]
-                found.append(f"{pid}: {command}")
+                status = dict(
+                    line.split(":\t", 1)
+                    for line in open(f"/proc/{pid}/status").read().splitlines()
+                    if ":\t" in line
+                )
+                found.append(
+                    f"{pid} (parent {status.get('PPid')}, {status.get('State')}, "
+                    f"group {os.getpgid(pid)}): {command}"
+                )
         return found
 
     def kill(self) -> None:
