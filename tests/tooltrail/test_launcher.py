@@ -111,11 +111,10 @@ class Up:
         for pid in self.pids():
             with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
                 command = f.read().replace(b"\0", b" ").decode()[:200]
-                status = dict(
-                    line.split(":\t", 1)
-                    for line in open(f"/proc/{pid}/status").read().splitlines()
-                    if ":\t" in line
-                )
+                with open(f"/proc/{pid}/status") as st:
+                    status = dict(
+                        line.split(":\t", 1) for line in st.read().splitlines() if ":\t" in line
+                    )
                 found.append(
                     f"{pid} (parent {status.get('PPid')}, {status.get('State')}, "
                     f"group {os.getpgid(pid)}): {command}"
