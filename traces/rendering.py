@@ -275,7 +275,10 @@ def call_started_html(event: dict) -> str:
     parent = int(parent) if parent is not None else ""
     kind = "model_call" if call.get("kind") == "model" else "tool_call"
     started = float(call.get("started_at") or 0)
+    # The same call may be announced twice (in a reconnect's catch-up and live): the row
+    # is removed first, so it never shows twice.
     return (
+        f'<div id="{_call_dom_id(call)}" hx-swap-oob="delete"></div>'
         f'<div hx-swap-oob="beforeend:#running-calls"><li class="step running kind-{kind}"'
         f' id="{_call_dom_id(call)}" data-parent="{parent}" data-testid="running-call">'
         f'<span class="step-head"><span class="seq">…</span>'
