@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from agents.evals.models import Experiment
+
 
 class ModelArtifact(models.Model):
     class Source(models.TextChoices):
@@ -54,14 +56,9 @@ class Job(models.Model):
         MERGE_SEARCH = "merge_search", "Merge search"
         SFT = "sft", "LoRA fine-tune (SFT)"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    # The same life cycle as an experiment's (and a trace's): one set of names.
+    Status = Experiment.Status
+    FINISHED = Experiment.FINISHED
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     name = models.SlugField(max_length=100, help_text="Name of the artifact it makes.")
