@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from tooltrail.crud import delete_confirmed
 from traces.models import Trace
 from traces.selectors import trace_get_for_user
 
@@ -103,15 +104,14 @@ def endpoint_duplicate_view(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("agents.delete_modelendpoint", raise_exception=True)
 def endpoint_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
     endpoint = get_object_or_404(ModelEndpoint, pk=pk)
-    if request.method != "POST":
-        return render(request, "agents/confirm_delete.html", {"object": endpoint})
-    try:
-        endpoint_delete(endpoint=endpoint)
-    except DeleteRefused as exc:
-        messages.error(request, str(exc))
-        return redirect(endpoint.get_absolute_url())
-    messages.success(request, f"Endpoint {endpoint.name} deleted.")
-    return redirect("agents:endpoint_list")
+    return delete_confirmed(
+        request,
+        obj=endpoint,
+        delete=lambda: endpoint_delete(endpoint=endpoint),
+        refused=DeleteRefused,
+        label="Endpoint",
+        done="agents:endpoint_list",
+    )
 
 
 @require_POST
@@ -171,15 +171,14 @@ def agent_duplicate_view(request: HttpRequest, slug: str) -> HttpResponse:
 @permission_required("agents.delete_agent", raise_exception=True)
 def agent_delete_view(request: HttpRequest, slug: str) -> HttpResponse:
     agent = get_object_or_404(Agent, slug=slug)
-    if request.method != "POST":
-        return render(request, "agents/confirm_delete.html", {"object": agent})
-    try:
-        agent_delete(agent=agent)
-    except DeleteRefused as exc:
-        messages.error(request, str(exc))
-        return redirect(agent.get_absolute_url())
-    messages.success(request, f"Agent {agent.name} deleted.")
-    return redirect("agents:agent_list")
+    return delete_confirmed(
+        request,
+        obj=agent,
+        delete=lambda: agent_delete(agent=agent),
+        refused=DeleteRefused,
+        label="Agent",
+        done="agents:agent_list",
+    )
 
 
 def agent_version_view(request: HttpRequest, slug: str, number: int) -> HttpResponse:

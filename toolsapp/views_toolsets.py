@@ -12,6 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from tooltrail.crud import delete_confirmed
+
 from .models import Tool, Toolset
 from .services import ToolsetInUse, toolset_delete, toolset_duplicate
 
@@ -107,12 +109,11 @@ def toolset_duplicate_view(request: HttpRequest, slug: str) -> HttpResponse:
 @permission_required("toolsapp.delete_toolset", raise_exception=True)
 def toolset_delete_view(request: HttpRequest, slug: str) -> HttpResponse:
     toolset = get_object_or_404(Toolset, slug=slug)
-    if request.method != "POST":
-        return render(request, "agents/confirm_delete.html", {"object": toolset})
-    try:
-        toolset_delete(toolset=toolset)
-    except ToolsetInUse as exc:
-        messages.error(request, str(exc))
-        return redirect(toolset.get_absolute_url())
-    messages.success(request, f"Toolset {toolset.name} deleted.")
-    return redirect("toolsapp:toolset_list")
+    return delete_confirmed(
+        request,
+        obj=toolset,
+        delete=lambda: toolset_delete(toolset=toolset),
+        refused=ToolsetInUse,
+        label="Toolset",
+        done="toolsapp:toolset_list",
+    )
