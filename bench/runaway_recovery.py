@@ -17,6 +17,9 @@ one pool child) and measures, for each try:
 4. cancel: a run is cancelled while its tool spins (60 s timeout). Seconds from the
    cancel request until the trace is cancelled (the runner's watcher sets the cancel
    event; the tool call is killed).
+5. model: a run is cancelled while the embedded local model (llama.cpp) evaluates a
+   prompt of about 2,000 tokens (half a minute or more on this machine). Seconds from
+   the cancel request until the trace is cancelled.
 
 Prints one line per measure with the median over ``--tries``.
 """
@@ -90,6 +93,8 @@ def main() -> int:
                 "REDIS_URL": redis,
                 "LOG_LEVEL": "WARNING",
                 "TOOLTRAIL_TOOL_TIMEOUT_SECONDS": "60",
+                # the spinning tool lives in the tests; python tools must be allow-listed
+                "TOOLTRAIL_PYTHON_TOOLS": "tests.agents.runaway_tools:*",
             }
             os.environ.update(env)
             import django
@@ -151,6 +156,14 @@ def main() -> int:
                 ],
             )
             spin.toolset.tools.add(spinner)
+            from agents.models import ModelEndpoint
+
+            local = agent("local", [])
+            local.endpoint = ModelEndpoint.objects.create(
+                name="local-long", kind="local", config={"n_ctx": 4096, "max_tokens": 512}
+            )
+            local.save(update_fields=["endpoint"])
+            long_input = " ".join(f"Item {i} is an apple numbered {i}." for i in range(200))
             first = agent_run_start(agent=quick, input="warm up")
             wait(lambda: finished(first.id))
 
@@ -164,6 +177,7 @@ def main() -> int:
                     "spinning tool's run ended after its deadline",
                     "next run done after spin",
                     "cancel to cancelled, tool spinning",
+                    "cancel to cancelled, local model generating",
                 )
             }
             for _ in range(args.tries):
@@ -213,6 +227,17 @@ def main() -> int:
                 assert wait(lambda t=trace: finished(t.id)).status == "cancelled"
                 measures["cancel to cancelled, tool spinning"].append(time.monotonic() - mark)
                 Tool.objects.filter(pk=spinner.pk).update(timeout_seconds=1)
+
+                trace = agent_run_start(agent=local, input=long_input)
+                wait(lambda t=trace: Trace.objects.filter(pk=t.id, status="running").exists())
+                time.sleep(3.0)  # the model is loaded and deep in the prompt
+                mark = time.monotonic()
+                trace_cancel(trace_id=trace.id)
+                ended = wait(lambda t=trace: finished(t.id))
+                assert ended.status == "cancelled", ended.error
+                measures["cancel to cancelled, local model generating"].append(
+                    time.monotonic() - mark
+                )
             for name, values in measures.items():
                 print(
                     f"{name}: median {statistics.median(values):.2f} s "

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -74,6 +75,44 @@ class ModelBackend(Protocol):
         """One chat completion. A backend that can be interrupted gives up within a
         second of ``cancel`` being set, raising ModelCancelled."""
         ...
+
+
+class CallLimits:
+    """The cancel event and overall deadline of one model call, for backends that
+    generate in this process (llama.cpp, transformers) and check between tokens."""
+
+    def __init__(self, cancel: threading.Event | None, deadline_seconds: float, what: str):
+        self.cancel = cancel
+        self.deadline_seconds = deadline_seconds
+        self.ends_at = time.monotonic() + deadline_seconds
+        self.what = what
+
+    def passed(self) -> bool:
+        """Whether the call must stop now (cancelled, or past its deadline)."""
+        return (self.cancel is not None and self.cancel.is_set()) or (
+            time.monotonic() > self.ends_at
+        )
+
+    def check(self) -> None:
+        """Raise ModelCancelled or a deadline ModelError when the call must stop."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise ModelCancelled("the model call was cancelled")
+        if time.monotonic() > self.ends_at:
+            raise ModelError(
+                f"{self.what} gave no complete answer within the {self.deadline_seconds:g} s "
+                "deadline of a model call"
+            )
+
+
+def deadline_from(config: dict[str, Any]) -> float:
+    """An endpoint's overall deadline per model call (``config["deadline"]``, else the
+    TOOLTRAIL_MODEL_DEADLINE_SECONDS setting)."""
+    from django.conf import settings
+
+    try:
+        return float(config.get("deadline", settings.TOOLTRAIL_MODEL_DEADLINE_SECONDS))
+    except (TypeError, ValueError) as exc:
+        raise ModelError("config.deadline must be a number of seconds") from exc
 
 
 MAX_CALL_ID = 100  # characters; what a step keeps

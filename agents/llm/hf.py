@@ -11,7 +11,7 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
-from .base import ModelCancelled, ModelError, ModelReply, ToolCallRequest
+from .base import CallLimits, ModelError, ModelReply, ToolCallRequest, deadline_from
 
 _CACHE: dict[str, tuple[Any, Any]] = {}
 _LOCK = threading.Lock()
@@ -37,6 +37,21 @@ def _load(path: str, key: str, device: str):
         return tokenizer, model
 
 
+def _stopping(limits: CallLimits):
+    """Transformers stopping criteria, checked after every generated token, that end
+    generation once the call is cancelled or past its deadline."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full(
+                (input_ids.shape[0],), limits.passed(), dtype=torch.bool, device=input_ids.device
+            )
+
+    return StoppingCriteriaList([Stop()])
+
+
 class HfBackend:
     def __init__(self, endpoint) -> None:
         config = endpoint.config or {}
@@ -49,6 +64,7 @@ class HfBackend:
         self.artifact = artifact
         self.max_new_tokens = int(config.get("max_new_tokens", 128))
         self.temperature = float(config.get("temperature", 0.0))
+        self.deadline = deadline_from(config)
         import torch
 
         self.device = config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -60,8 +76,8 @@ class HfBackend:
         *,
         cancel: threading.Event | None = None,
     ) -> ModelReply:
-        if cancel is not None and cancel.is_set():
-            raise ModelCancelled("the run was cancelled before the model call")
+        limits = CallLimits(cancel, self.deadline, f"the model {self.artifact.name!r}")
+        limits.check()
         import torch
 
         from agents.training.chat_format import (
@@ -95,7 +111,9 @@ class HfBackend:
                 top_p=None,
                 top_k=None,
                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                stopping_criteria=_stopping(limits),
             )
+        limits.check()  # generation stopped early because of a cancel or the deadline
         new_tokens = generated[0, inputs["input_ids"].shape[1] :]
         text = tokenizer.decode(new_tokens, skip_special_tokens=True)
         content, calls = parse_reply(text)

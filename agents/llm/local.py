@@ -21,13 +21,15 @@ import atexit
 import json
 import re
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
-from .base import ModelCancelled, ModelError, ModelReply, ToolCallRequest
+from .base import CallLimits, ModelError, ModelReply, ToolCallRequest, deadline_from
 from .grammar import grammar_for
 
 _models: dict[tuple[str, int, int], Any] = {}
@@ -42,6 +44,38 @@ def _close_models() -> None:
         while _models:
             _, model = _models.popitem()
             model.close()
+
+
+# Tokens evaluated between two checks of cancel and deadline. At one token per
+# evaluation a 135M model takes a few milliseconds a token, so a check comes well within
+# a second even in a long prompt.
+EVAL_CHUNK = 8
+
+
+@contextmanager
+def _interruptible(llm, check: Callable[[], None]) -> Iterator[None]:
+    """Run ``check`` before every ``EVAL_CHUNK`` tokens llama.cpp evaluates.
+
+    ``Llama.generate`` evaluates the prompt and then each sampled token through
+    ``Llama.eval``, a plain Python method, so an exception raised from a wrapper of it
+    reaches the caller (one raised inside a logits processor or sampler callback does
+    not: llama-cpp-python calls those from C and swallows it). ``eval`` advances
+    ``n_tokens`` per batch, so an interrupted call leaves the model's cache consistent for
+    the next one. The model is shared by the calls of one worker process, which run one at
+    a time.
+    """
+    evaluate = type(llm).eval
+
+    def checked_eval(tokens) -> None:
+        for start in range(0, max(len(tokens), 1), EVAL_CHUNK):
+            check()
+            evaluate(llm, tokens[start : start + EVAL_CHUNK])
+
+    llm.eval = checked_eval
+    try:
+        yield
+    finally:
+        del llm.eval
 
 
 TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
@@ -140,6 +174,7 @@ class LocalBackend:
         self.temperature = float(config.get("temperature", 0.0))
         self.grammar = bool(config.get("grammar", True))
         self.tool_choice = str(config.get("tool_choice", "auto"))
+        self.deadline = deadline_from(config)
         if self.tool_choice not in ("auto", "required", "once"):
             raise ModelError(
                 f"config.tool_choice must be auto, required or once, not {self.tool_choice!r}"
@@ -153,10 +188,8 @@ class LocalBackend:
         *,
         cancel: threading.Event | None = None,
     ) -> ModelReply:
-        # llama.cpp's generation cannot be interrupted from outside; it is short (the
-        # endpoint's max_tokens) and the run stops right after it.
-        if cancel is not None and cancel.is_set():
-            raise ModelCancelled("the model call was cancelled")
+        limits = CallLimits(cancel, self.deadline, "the local model")
+        limits.check()
         llm = _load(self.path, self.n_ctx, self.n_ubatch)
         self.turn += 1
         prompt_messages = [self._plain(m) for m in messages]
@@ -168,13 +201,16 @@ class LocalBackend:
                 system += "\n\n" + prompt_messages.pop(0)["content"]
             prompt_messages.insert(0, {"role": "system", "content": system})
         try:
-            data = llm.create_chat_completion(
-                messages=prompt_messages,
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                seed=0,
-                grammar=self._grammar(messages, tools),
-            )
+            with _interruptible(llm, limits.check):
+                data = llm.create_chat_completion(
+                    messages=prompt_messages,
+                    max_tokens=self.max_tokens,
+                    temperature=self.temperature,
+                    seed=0,
+                    grammar=self._grammar(messages, tools),
+                )
+        except ModelError:
+            raise  # cancelled, or past the deadline
         except Exception as exc:  # llama.cpp raises plain ValueError/RuntimeError
             raise ModelError(f"the local model failed: {exc}") from exc
         text = data["choices"][0]["message"].get("content") or ""

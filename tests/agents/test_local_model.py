@@ -189,3 +189,42 @@ def test_the_local_demo_agent_multiplies_by_calling_the_calculator(demo_agents):
     result = trace.steps.get(kind=Step.Kind.TOOL_RESULT)
     assert result.output["result"] == 391
     assert "391" in finished.output
+
+
+LONG_PROMPT = " ".join(f"Item {i} is an apple numbered {i}." for i in range(60))
+
+
+@pytest.mark.slow
+def test_a_cancel_interrupts_the_local_model_inside_its_prompt_and_leaves_it_usable():
+    from agents.llm import ModelCancelled
+    from agents.llm.local import EVAL_CHUNK, _load
+
+    from .interrupt import CancelAfter
+
+    backend = LocalBackend(
+        ModelEndpoint(name="l", kind="local", config={"n_ctx": 4096, "max_tokens": 16})
+    )
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    before = backend.complete(question, [])
+    llm = _load(backend.path, backend.n_ctx, backend.n_ubatch)
+    prompt_tokens = len(llm.tokenize(LONG_PROMPT.encode()))
+    assert prompt_tokens > 20 * EVAL_CHUNK
+
+    cancel = CancelAfter(checks=4)
+    with pytest.raises(ModelCancelled, match="cancelled"):
+        backend.complete([{"role": "user", "content": LONG_PROMPT}], [], cancel=cancel)
+
+    # Stopped a few chunks into the prompt: not before the call, not after it.
+    assert cancel.checks == 5
+    assert 0 < llm.n_tokens <= 4 * EVAL_CHUNK + 40  # + the template's shared prefix
+    after = backend.complete(question, [])
+    assert (after.content, after.completion_tokens) == (before.content, before.completion_tokens)
+
+
+@pytest.mark.slow
+def test_a_local_model_call_ends_at_its_deadline():
+    backend = LocalBackend(
+        ModelEndpoint(name="l", kind="local", config={"n_ctx": 4096, "deadline": 0.2})
+    )
+    with pytest.raises(ModelError, match=r"within the 0.2 s deadline of a model call"):
+        backend.complete([{"role": "user", "content": LONG_PROMPT * 3}], [])

@@ -246,3 +246,23 @@ def test_pareto_front():
         True,
     ]
     assert pareto_front([[1, 0], [0, 1]]) == [True, True]
+
+
+def test_a_cancel_stops_an_hf_model_between_tokens(registered):
+    from agents.llm import ModelCancelled
+    from agents.llm.hf import HfBackend
+
+    from ..interrupt import CancelAfter
+
+    artifact = ModelArtifact.objects.get(name="ft1")
+    endpoint = ModelEndpoint(name="ft1", kind="hf", artifact=artifact, config={})
+    endpoint.config = {"max_new_tokens": 40}
+    backend = HfBackend(endpoint)
+    hello = [{"role": "user", "content": "hello world"}]
+    assert backend.complete(hello, []).completion_tokens == 40  # never stops by itself
+
+    cancel = CancelAfter(checks=3)
+    with pytest.raises(ModelCancelled, match="cancelled"):
+        backend.complete(hello, [], cancel=cancel)
+    # one check before the call, one after each token until the third, one after
+    assert cancel.checks == 5
