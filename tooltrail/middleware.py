@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
 from .api import ApiError, authenticate, error_response
@@ -116,3 +116,24 @@ class ApiJsonErrorsMiddleware:
                 json_response["Allow"] = allowed
             return json_response
         return response
+
+
+# The largest id a database column holds (SQLite's INTEGER and PostgreSQL's bigint).
+MAX_DATABASE_INT = 2**63 - 1
+
+
+class IdsInRangeMiddleware:
+    """A number in a URL (``<int:pk>``) beyond what any id column holds names nothing:
+    404 before the view passes it to the database, which would raise (SQLite's
+    OverflowError, PostgreSQL's "out of range") and answer 500."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view, args: tuple, kwargs: dict) -> None:
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, int) and abs(value) > MAX_DATABASE_INT:
+                raise Http404("no such id")

@@ -95,6 +95,7 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env_float("DATA_UPLOAD_MAX_MEMORY_SIZE", 2.5 * 1024 * 1024))
 TOOLTRAIL_MAX_UPLOAD_BYTES = int(env_float("TOOLTRAIL_MAX_UPLOAD_BYTES", 64 * 1024 * 1024))
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o]
+CSRF_FAILURE_VIEW = "tooltrail.views.csrf_failure"
 
 INSTALLED_APPS = [
     "daphne",
@@ -122,6 +123,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tooltrail.middleware.LoginRequiredEverywhereMiddleware",
     "tooltrail.middleware.ApiJsonErrorsMiddleware",
+    "tooltrail.middleware.IdsInRangeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

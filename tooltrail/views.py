@@ -105,6 +105,14 @@ def error_403(request: HttpRequest, exception: Exception) -> HttpResponse:
     return _error(request, 403, exception)
 
 
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: a JSON error under ``/api/`` (its documentation and schema
+    pages included), the app's own 403 page elsewhere."""
+    from django.core.exceptions import PermissionDenied
+
+    return _error(request, 403, PermissionDenied(f"CSRF check failed: {reason}"))
+
+
 def error_404(request: HttpRequest, exception: Exception) -> HttpResponse:
     return _error(request, 404, exception)
 
