@@ -77,12 +77,20 @@ def step_node_html(
     # kind and status are checked values when our services write them; escaped anyway,
     # since a step may come from an outside exporter.
     kind, status = escape(step.kind), escape(step.status)
+    # Spans (OTLP ingest) may arrive before their parent: the page adopts a waiting row
+    # when the parent's row arrives (static/js/trace.js), as the database does.
+    spans = (
+        f' data-span="{escape(step.span_id)}" data-parent-span="{escape(step.parent_span_id)}"'
+        if step.span_id
+        else ""
+    )
     start = f"{step.started_at.timestamp() * 1000:.0f}" if step.started_at else ""
     end = f"{step.ended_at.timestamp() * 1000:.0f}" if step.ended_at else start
     return (
         f'<li class="step kind-{kind} status-{status}{extra}" id="step-{seq}" data-seq="{seq}"'
         f' data-parent="{parent if parent is not None else ""}" data-depth="{depth}"'
-        f' data-kind="{kind}" data-t0="{start}" data-t1="{end}" style="--depth:{min(depth, 40)}">'
+        f' data-kind="{kind}" data-t0="{start}" data-t1="{end}"{spans}'
+        f' style="--depth:{min(depth, 40)}">'
         f'<a class="step-head" href="?step={seq}">'
         f'<span class="seq">#{seq}</span><span class="kind">{_KIND_LABELS.get(step.kind, kind)}</span>'
         f'<span class="name">{escape(step.name)}</span>'
@@ -200,6 +208,8 @@ def step_from_payload(payload: dict) -> Step:
         output=payload.get("output"),
         error=str(payload.get("error") or ""),
         tool_call_id=str(payload.get("tool_call_id") or ""),
+        span_id=str(payload.get("span_id") or ""),
+        parent_span_id=str(payload.get("parent_span_id") or ""),
         started_at=_parse_time(payload.get("started_at")),
         ended_at=_parse_time(payload.get("ended_at")),
         prompt_tokens=int(payload.get("prompt_tokens") or 0),

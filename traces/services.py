@@ -172,6 +172,23 @@ def _step_build(
     )
 
 
+def _depths_below(adopted: list[Step]) -> None:
+    """The stored depths of what hangs below steps that just moved under a parent: one
+    query a level (a subtree that arrived before its root is rarely deep)."""
+    level = {step.id: step for step in adopted}
+    while level:
+        below = list(
+            Step.objects.filter(parent_id__in=list(level)).only("id", "parent_id", "metadata")
+        )
+        for step in below:
+            if not isinstance(step.metadata, dict):
+                step.metadata = {}
+            step.metadata["depth"] = _depth_under(level[step.parent_id])
+        if below:
+            Step.objects.bulk_update(below, ["metadata"])
+        level = {step.id: step for step in below}
+
+
 def _depth_under(parent: Step) -> int:
     depth = parent.metadata.get("depth") if isinstance(parent.metadata, dict) else None
     return (depth if isinstance(depth, int) else 0) + 1
@@ -471,6 +488,7 @@ def steps_record_bulk(
             orphan.metadata["depth"] = _depth_under(orphan.parent)
         if orphans:
             Step.objects.bulk_update(orphans, ["parent", "metadata"])
+            _depths_below(orphans)
         if blobs:
             _blobs_save_many(blobs)
         prompt = sum(s.prompt_tokens for s in created)

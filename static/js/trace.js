@@ -43,6 +43,9 @@
   var selected = null;
   var pending = null; // a seq asked for before its row arrived
   var collapsed = {};
+  var bySpan = {}; // OTLP span id → row
+  var waiting = {}; // parent span id → rows that arrived before their parent
+  var waitingSeq = {}; // parent seq → rows listed before their parent (spans ingested out of order)
 
   function register(el) {
     var seq = +el.getAttribute("data-seq");
@@ -61,6 +64,11 @@
     row.index = rows.length;
     rows.push(row);
     bySeq[seq] = row;
+    (waitingSeq[seq] || []).forEach(function (child) { adopt(child, row); });
+    delete waitingSeq[seq];
+    if (row.parent != null && !bySeq[row.parent]) {
+      (waitingSeq[row.parent] = waitingSeq[row.parent] || []).push(row);
+    }
     // Bubble counts and error markers up to every ancestor.
     var p = row.parent != null ? bySeq[row.parent] : null;
     if (p) p.children += 1;
@@ -71,7 +79,48 @@
       p = p.parent != null ? bySeq[p.parent] : null;
     }
     if (hiddenUnder(row)) el.classList.add("folded");
+    var span = el.getAttribute("data-span"), parentSpan = el.getAttribute("data-parent-span");
+    if (span) {
+      bySpan[span] = row;
+      (waiting[span] || []).forEach(function (child) { adopt(child, row); });
+      delete waiting[span];
+    }
+    if (row.parent == null && parentSpan) {
+      if (bySpan[parentSpan]) adopt(row, bySpan[parentSpan]);
+      else (waiting[parentSpan] = waiting[parentSpan] || []).push(row);
+    }
     if (pending === seq) { pending = null; select(seq, { fetch: false, scroll: true }); }
+  }
+  function below(row, ancestor) {
+    var p = row.parent != null ? bySeq[row.parent] : null;
+    while (p) { if (p === ancestor) return true; p = p.parent != null ? bySeq[p.parent] : null; }
+    return false;
+  }
+  // A span that arrived before its parent's span: when the parent's row arrives, the
+  // waiting row (and what hangs below it) moves under it, as the database has done
+  // and as a reload would show it.
+  function adopt(row, parent) {
+    if (row === parent || below(parent, row)) return; // a cycle in the spans: left alone
+    var delta = (+parent.el.getAttribute("data-depth") || 0) + 1 - (+row.el.getAttribute("data-depth") || 0);
+    row.parent = parent.seq;
+    row.el.setAttribute("data-parent", parent.seq);
+    parent.children += 1;
+    var p = parent;
+    while (p) {
+      p.desc += 1 + row.desc;
+      p.errs += (row.error ? 1 : 0) + row.errs;
+      dirty[p.seq] = p;
+      p = p.parent != null ? bySeq[p.parent] : null;
+    }
+    rows.forEach(function (r) {
+      if (r !== row && !below(r, row)) return;
+      if (delta) {
+        var depth = (+r.el.getAttribute("data-depth") || 0) + delta;
+        r.el.setAttribute("data-depth", depth);
+        r.el.style.setProperty("--depth", Math.min(depth, 40));
+      }
+      r.el.classList.toggle("folded", hiddenUnder(r));
+    });
   }
   function hiddenUnder(row) {
     var p = row.parent != null ? bySeq[row.parent] : null;

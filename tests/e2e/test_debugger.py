@@ -168,3 +168,45 @@ def test_fork_a_tool_call_with_new_arguments_then_diff_the_two_runs(
     row = page.get_by_test_id("diff-row")
     expect(row).to_have_class(re.compile("changed"))
     expect(row.locator("td.b pre.diff-field").first).to_contain_text("6 * 7")
+
+
+def test_spans_that_arrive_before_their_parent_move_under_it_live(stack, page, make_user):
+    from datetime import UTC, datetime, timedelta
+
+    from traces.ingest.mapping import StepRecord
+    from traces.services import steps_record_bulk, trace_create, trace_start
+
+    t0 = datetime.now(UTC)
+
+    def span(span_id: str, parent: str, at: int, kind: str = "tool_call") -> StepRecord:
+        return StepRecord(
+            otel_trace_id="",
+            span_id=span_id * 16,
+            parent_span_id=parent * 16 if parent else "",
+            kind=kind,
+            name=f"span-{span_id}",
+            started_at=t0 + timedelta(seconds=at),
+            ended_at=t0 + timedelta(seconds=at + 1),
+        )
+
+    trace = trace_create(name="Ingested", input="out of order")
+    trace_start(trace_id=trace.id)
+    log_in(page, stack, make_user)
+    page.goto(f"{stack.base_url}/traces/{trace.id}/")
+    expect(page.locator("html")).to_have_attribute("data-live", "open")
+
+    # A tool span and its child come first; their parent (an agent span) later.
+    steps_record_bulk(trace_id=trace.id, records=[span("c", "a", 2), span("d", "c", 3)])
+    expect(page.locator("#step-2")).to_have_attribute("data-depth", "1")
+    expect(page.locator("#step-1")).to_have_attribute("data-parent", "")
+    steps_record_bulk(trace_id=trace.id, records=[span("a", "", 1, kind="agent")])
+
+    expect(page.locator("#step-1")).to_have_attribute("data-parent", "3")
+    expect(page.locator("#step-1")).to_have_attribute("data-depth", "1")
+    expect(page.locator("#step-2")).to_have_attribute("data-depth", "2")
+    expect(page.locator("#step-3 .sub")).to_have_text("2")
+    # What a reload shows is the same tree.
+    page.reload()
+    expect(page.locator("#step-1")).to_have_attribute("data-parent", "3")
+    expect(page.locator("#step-2")).to_have_attribute("data-depth", "2")
+    expect(page.locator("#step-3 .sub")).to_have_text("2")

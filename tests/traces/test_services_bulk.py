@@ -79,6 +79,24 @@ def test_a_parent_arriving_later_adopts_its_waiting_children_and_repeats_are_ski
     assert trace.steps.count() == 2
 
 
+def test_a_subtree_that_came_first_moves_down_whole_when_its_root_arrives():
+    trace = running()
+    child, grandchild = steps_record_bulk(
+        trace_id=trace.id,
+        records=[record("c" * 16, "p" * 16, at=2), record("g" * 16, "c" * 16, at=3)],
+    )
+    assert (child.metadata["depth"], grandchild.metadata["depth"]) == (0, 1)
+    (root,) = steps_record_bulk(trace_id=trace.id, records=[record("p" * 16, at=1)])
+    child.refresh_from_db()
+    grandchild.refresh_from_db()
+    assert child.parent == root and grandchild.parent == child
+    assert (root.metadata["depth"], child.metadata["depth"], grandchild.metadata["depth"]) == (
+        0,
+        1,
+        2,
+    )
+
+
 def test_big_inputs_are_capped_as_step_record_caps_them(settings):
     from traces.models import StepBlob
 
