@@ -7,9 +7,12 @@
 It migrates a fresh SQLite database in a temporary directory (or ``--database-url``, an
 existing empty database), writes ``--runs`` runs of 10 steps each (model call → tool call
 → result, three turns, every 7th tool call failing, one final answer) spread over the last
-30 days across 5 agents, 3 endpoints and 6 tools, then times each selector behind ``/``
-for the 7-day and 30-day periods (median of ``--repeat`` runs, after one warm-up) and the
-whole page. The last line is ``dashboard_30d_ms=…`` (the whole page over 30 days).
+30 days across 5 agents, 3 endpoints and 6 tools, then folds every ended hour into the
+hourly roll-up (``manage.py dashboard_rollup``'s work, printed as ``rollup_backfill_s=…``)
+and times, for the 7-day and 30-day periods (median of ``--repeat`` runs, after one
+warm-up): each raw aggregate selector of ``traces.stats`` (what the page used before the
+roll-up), ``dashboard_figures`` (roll-up plus the live hours) and the whole page. The last
+line is ``dashboard_30d_ms=…`` (the whole page over 30 days).
 """
 
 from __future__ import annotations
@@ -106,6 +109,8 @@ def main() -> None:
 
     from traces import stats
     from traces.models import Step, Trace
+    from traces.rollup import dashboard_figures
+    from traces.rollup_services import rollup_fold
 
     call_command("migrate", verbosity=0)
     from django.contrib.auth import get_user_model
@@ -160,6 +165,12 @@ def main() -> None:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
 
+    started = time.monotonic()
+    folded = rollup_fold()
+    backfill = time.monotonic() - started
+    print(f"roll-up backfill: {folded} hours in {backfill:.1f} s", flush=True)
+    print(f"rollup_backfill_s={backfill:.1f}", flush=True)
+
     def timed(fn) -> float:
         fn()
         samples = []
@@ -169,8 +180,14 @@ def main() -> None:
             samples.append((time.perf_counter() - t) * 1000)
         return statistics.median(samples)
 
-    client = Client()
+    client = Client(HTTP_HOST="localhost")
     client.force_login(user)
+
+    def page_get(days: int) -> None:
+        response = client.get(f"/?period={days}d")
+        if response.status_code != 200:
+            raise SystemExit(f"/?period={days}d answered {response.status_code}")
+
     page = {}
     for days in (7, 30):
         period = {"since": now - timedelta(days=days), "until": now + timedelta(seconds=1)}
@@ -183,8 +200,10 @@ def main() -> None:
             "failing_tools": lambda p=period: stats.failing_tools(**p),
         }
         for name, fn in queries.items():
-            print(f"{days}d {name}: {timed(fn):.0f} ms", flush=True)
-        page[days] = timed(lambda d=days: client.get(f"/?period={d}d"))
+            print(f"{days}d raw {name}: {timed(fn):.0f} ms", flush=True)
+        figures = timed(lambda p=period: dashboard_figures(**p))
+        print(f"{days}d dashboard_figures (roll-up + live): {figures:.1f} ms", flush=True)
+        page[days] = timed(lambda d=days: page_get(d))
         print(f"{days}d whole page: {page[days]:.0f} ms", flush=True)
     print(f"dashboard_30d_ms={page[30]:.0f}")
 
