@@ -183,3 +183,19 @@ def test_deleting_and_importing_folded_runs_keeps_the_numbers_right():
     _assert_as_raw(since, now)
     rollup_fold(now=now)
     _assert_as_raw(since, now)
+
+
+def test_the_backfill_command_folds_and_rebuilds(capsys):
+    from django.core.management import call_command
+
+    now = timezone.now()
+    _make_runs(now, count=20, seed=3)
+    call_command("dashboard_rollup")
+    first = capsys.readouterr().out
+    assert first.startswith("folded ") and RunsHourly.objects.exists()
+    call_command("dashboard_rollup")
+    assert capsys.readouterr().out.startswith("folded 0 hours")
+    before = RollupHour.objects.count()
+    call_command("dashboard_rollup", "--rebuild")
+    assert RollupHour.objects.count() == before
+    _assert_as_raw(now - timedelta(days=3, hours=2), timezone.now())
