@@ -99,6 +99,8 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="tooltrail-bench-dashboard-")
     os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{tmp}/bench.sqlite3"
     os.environ["TOOLTRAIL_VAR_DIR"] = tmp
+    # Settings want a fixed key with a database server; a bench run needs none of its own.
+    os.environ.setdefault("SECRET_KEY", "bench-dashboard-" + uuid.uuid4().hex)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tooltrail.settings")
     import django
 

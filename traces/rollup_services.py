@@ -41,8 +41,9 @@ logger = logging.getLogger(__name__)
 # An hour is folded this long after it ended: a row stamped in its last second may
 # commit a moment later.
 GRACE = timedelta(minutes=2)
-# Hours folded per transaction (a backfill of months is many short transactions).
-CHUNK_HOURS = 24 * 7
+# Hours folded per transaction: a backfill of months is many short transactions (on
+# SQLite each holds the write lock while it counts: about 0.5 s a day at 3,300 runs a day).
+CHUNK_HOURS = 24
 _LOCK_KEY = 0x7700_11  # any constant, the same for every process
 
 _DATA_MODELS = (RunsHourly, RunDurationsHourly, ToolsHourly)
