@@ -199,3 +199,41 @@ def test_the_backfill_command_folds_and_rebuilds(capsys):
     call_command("dashboard_rollup", "--rebuild")
     assert RollupHour.objects.count() == before
     _assert_as_raw(now - timedelta(days=3, hours=2), timezone.now())
+
+
+def test_late_spans_that_reopen_an_ingested_run_take_its_hours_out():
+    from traces.ingest.mapping import StepRecord
+    from traces.services import spans_ingest, trace_finish
+
+    now = timezone.now()
+    _make_runs(now, count=20, seed=5)
+    otel_id = "cd" * 16
+
+    def span(span_id: str, kind: str, tokens: int) -> StepRecord:
+        return StepRecord(
+            otel_trace_id=otel_id,
+            span_id=span_id,
+            parent_span_id="",
+            kind=kind,
+            name="llm",
+            started_at=now,
+            ended_at=now,
+            prompt_tokens=tokens,
+            service_name="late-agent",
+        )
+
+    spans_ingest(records=[span("a1", "model_call", 10)])
+    trace = Trace.objects.get(otel_trace_id=otel_id)
+    trace_finish(trace_id=trace.id, status="succeeded")
+    # Make it an old run whose hour is folded.
+    old = now - timedelta(hours=7)
+    Trace.objects.filter(pk=trace.pk).update(created_at=old)
+    Step.objects.filter(trace=trace).update(created_at=old)
+    rollup_fold(now=now)
+    assert RollupHour.objects.filter(hour=hour_floor(old)).exists()
+    spans_ingest(records=[span("a2", "model_call", 32)])
+    assert Trace.objects.get(pk=trace.pk).status == "running"
+    assert not RollupHour.objects.filter(hour=hour_floor(old)).exists()
+    since = now - timedelta(days=3, hours=1)
+    _assert_as_raw(since, timezone.now())
+    assert dashboard_figures(since=since, until=timezone.now()).outcomes.running == 1
