@@ -203,6 +203,7 @@ def demo_traces_seed() -> list:
     from django.utils import timezone
 
     from traces.models import Step, Trace
+    from traces.rollup_services import rollup_invalidate
     from traces.services import step_record, trace_create, trace_finish, trace_start
 
     from .services import agent_version_record
@@ -295,5 +296,6 @@ def demo_traces_seed() -> list:
             created_at=base, started_at=base, ended_at=clock, heartbeat_at=clock
         )
         Step.objects.filter(trace_id=trace.id).update(created_at=base)
+        rollup_invalidate(trace_ids=[trace.id])
         made.append(trace)
     return made

@@ -1,6 +1,8 @@
 """The home page: what is going on over a chosen period.
 
-Figures come from the aggregate selectors in ``traces.stats``; cost is tokens times the
+Figures come from ``traces.rollup.dashboard_figures`` (the hourly roll-up, and the raw
+traces for the hours it does not hold: the same numbers as the aggregate selectors in
+``traces.stats``, ``tests/traces/test_rollup.py``); cost is tokens times the
 price per 1k tokens of the endpoint each run recorded. Every number links to the trace
 list filtered to the runs behind it (``/traces/?agent=…&status=…&tool=…&since=…``).
 """
@@ -17,14 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import ModelEndpoint
-from traces.stats import (
-    duration_percentiles,
-    failing_tools,
-    runs_over_time,
-    slowest_tools,
-    trace_outcomes,
-    usage_by_agent_and_endpoint,
-)
+from traces.rollup import dashboard_figures
 
 PERIODS: dict[str, tuple[str, timedelta, str]] = {
     "24h": ("Last 24 hours", timedelta(hours=24), "hour"),
@@ -74,15 +69,16 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     until = timezone.now()
     since = until - span
 
-    outcomes = trace_outcomes(since=since, until=until)
-    percentiles = duration_percentiles(since=since, until=until)
+    figures = dashboard_figures(since=since, until=until, bucket=bucket)
+    outcomes = figures.outcomes
+    percentiles = figures.percentiles
     prices = {
         e.name: (e.price_per_1k_prompt_tokens, e.price_per_1k_completion_tokens)
         for e in ModelEndpoint.objects.all()
     }
     by_agent: dict[str, dict] = {}
     by_endpoint: dict[str, dict] = {}
-    for row in usage_by_agent_and_endpoint(since=since, until=until):
+    for row in figures.usage:
         cost = _cost(row["prompt_tokens"], row["completion_tokens"], prices.get(row["endpoint"]))
         for table, key in ((by_agent, row["agent_slug"]), (by_endpoint, row["endpoint"] or "")):
             entry = table.setdefault(
@@ -96,7 +92,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         entry["runs_url"] = traces_link(since=since, agent=slug)
         entry["failed_url"] = traces_link(since=since, agent=slug, status="failed")
 
-    counts = {row["at"]: row for row in runs_over_time(since=since, until=until, bucket=bucket)}
+    counts = {row["at"]: row for row in figures.runs_over_time(bucket=bucket)}
     series = []
     for at in _buckets(since, until, bucket):
         row = counts.get(at, {"runs": 0, "failed": 0})
@@ -108,8 +104,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
                 "url": traces_link(since=at, until=at + _step(bucket)),
             }
         )
-    slow = slowest_tools(since=since, until=until)
-    failing = failing_tools(since=since, until=until)
+    slow = figures.slowest
+    failing = figures.failing
     for row in slow + failing:
         row["url"] = traces_link(since=since, tool=row["name"])
     for row in failing:

@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.db import transaction
 
 from .models import Step, Trace
+from .rollup_services import rollup_invalidate
 
 
 class StepInline(admin.TabularInline):
@@ -28,6 +30,18 @@ class TraceAdmin(admin.ModelAdmin):
     search_fields = ["id", "name", "input", "output", "error"]
     readonly_fields = ["id", "created_at", "heartbeat_at", "step_count"]
     inlines = [StepInline]
+
+    # Deleting here, as traces_delete does, takes the traces' hours out of the dashboard's
+    # roll-up first.
+    def delete_model(self, request, obj) -> None:
+        with transaction.atomic():
+            rollup_invalidate(trace_ids=[obj.pk])
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        with transaction.atomic():
+            rollup_invalidate(trace_ids=queryset.values_list("pk", flat=True))
+            super().delete_queryset(request, queryset)
 
 
 @admin.register(Step)

@@ -1,29 +1,35 @@
-"""The traces part of the JSON API: list traces (filters, keyset pagination), read one,
-read its steps after a cursor, cancel its run."""
+"""The traces part of the JSON API: list traces (the trace list page's filters, keyset
+pagination), read one, read its steps after a cursor, cancel its run."""
 
 from __future__ import annotations
 
-import base64
 import uuid
-from datetime import datetime
+from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest
-from django.utils.dateparse import parse_datetime
-from ninja import Query, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
 from tooltrail.api import ERRORS, ApiError, ErrorOut, require_perm
 from tooltrail.params import MAX_CURSOR, int_param
 
-from .models import Step, Trace
-from .selectors import steps_after, trace_get_for_user
+from .models import Trace
+from .selectors import (
+    FilterError,
+    TraceFilters,
+    steps_after,
+    trace_filters_parse,
+    trace_get_for_user,
+    trace_page,
+)
 from .serializers import step_payload, trace_payload
 from .services import TraceError, trace_cancel
 
 router = Router(tags=["traces"])
 STEP_PAGE = 500
-TRACE_PAGE = 100
+TRACE_PAGE = 200
+TRACE_PAGE_DEFAULT = 50
+TRACE_PAGE_ALIAS_DEFAULT = 100
 
 
 class TraceOut(Schema):
@@ -47,11 +53,6 @@ class TraceOut(Schema):
     completion_tokens: int
     source: str = ""
     otel_trace_id: str = ""
-
-
-class TracePage(Schema):
-    items: list[TraceOut]
-    next: str | None
 
 
 class StepOut(Schema):
@@ -86,16 +87,6 @@ class StepsOut(Schema):
     more: bool
 
 
-class TraceFilters(Schema):
-    agent: str | None = None
-    status: str | None = None
-    tool: str | None = None
-    since: str | None = None
-    until: str | None = None
-    cursor: str | None = None
-    limit: int = TRACE_PAGE
-
-
 def _trace_for(request: HttpRequest, trace_id: uuid.UUID) -> Trace:
     try:
         return trace_get_for_user(user=request.user, trace_id=trace_id)
@@ -103,74 +94,100 @@ def _trace_for(request: HttpRequest, trace_id: uuid.UUID) -> Trace:
         raise ApiError("no such trace", 404) from None
 
 
-def _moment(name: str, value: str | None) -> datetime | None:
-    if not value:
-        return None
-    parsed = parse_datetime(value.replace("Z", "+00:00")) if "T" in value else None
-    if parsed is None:
-        raise ApiError(f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
-    return parsed
+class TraceListOut(Schema):
+    items: list[TraceOut]
+    next: str | None = Field(
+        description="Pass back as `before` (or `cursor`) for the next, older page; null at the end."
+    )
+    prev: str | None = Field(
+        None, description="Pass back as `after` for the previous, newer page; null on the first."
+    )
+    traces: list[TraceOut] | None = Field(
+        None,
+        description="The same list as `items`, on `GET /api/traces` only (deprecated: its "
+        "answer before it joined the documented API).",
+    )
 
 
-def _cursor_encode(trace: Trace) -> str:
-    raw = f"{trace.created_at.isoformat()}|{trace.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def _filter(description: str) -> Any:
+    return Field(None, description=description)
 
 
-def _cursor_decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+class TraceListQuery(Schema):
+    """The trace list page's filters (``traces.selectors.TraceFilters``), and the page."""
+
+    status: str | None = _filter("queued, running, succeeded, failed or cancelled")
+    agent: str | None = _filter("the agent's slug")
+    endpoint: str | None = _filter("the model endpoint the run recorded")
+    tool: str | None = _filter("runs that called this tool")
+    error_kind: str | None = _filter("runs with a failed step of this name, e.g. tool_error")
+    tag: str | None = _filter("runs with this tag")
+    q: str | None = _filter("words in the input, or in a step's input, output or error")
+    otel_trace_id: str | None = _filter("the OpenTelemetry trace id (hex) of an ingested run")
+    since: str | None = _filter("created at or after: a date (YYYY-MM-DD) or ISO 8601 date-time")
+    until: str | None = _filter("created before: a date (the whole day) or ISO 8601 date-time")
+    min_duration: str | None = _filter("seconds, at least")
+    max_duration: str | None = _filter("seconds, at most")
+    min_tokens: str | None = _filter("prompt + completion tokens, at least (a whole number)")
+    max_tokens: str | None = _filter("prompt + completion tokens, at most (a whole number)")
+    before: str | None = _filter("a page's `next`: the older traces after it")
+    cursor: str | None = _filter("the same as `before`")
+    after: str | None = _filter("a page's `prev`: the newer traces before it")
+    limit: int | None = Field(
+        None,
+        description=f"1 to {TRACE_PAGE} (default {TRACE_PAGE_DEFAULT}; "
+        f"{TRACE_PAGE_ALIAS_DEFAULT} on /api/traces/list)",
+    )
+
+
+def _trace_list(request: HttpRequest, query: TraceListQuery, *, default_limit: int) -> dict:
+    limit = default_limit if query.limit is None else query.limit
+    if not 1 <= limit <= TRACE_PAGE:
+        raise ApiError(f"limit must be between 1 and {TRACE_PAGE}")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, trace_id = raw.partition("|")
-        moment = datetime.fromisoformat(at)
-        return moment, uuid.UUID(trace_id)
-    except ValueError:
-        raise ApiError("cursor is not one this API gave out", 400, "bad_cursor") from None
-
-
-def traces_filtered(filters: TraceFilters) -> QuerySet[Trace]:
-    """Newest first; ``tool`` keeps the traces that called that tool."""
-    if filters.status and filters.status not in Trace.Status.values:
-        raise ApiError(f"status must be one of {', '.join(Trace.Status.values)}")
-    qs = Trace.objects.all()
-    if filters.agent:
-        qs = qs.filter(agent_slug=filters.agent)
-    if filters.status:
-        qs = qs.filter(status=filters.status)
-    if filters.tool:
-        qs = qs.filter(
-            Exists(
-                Step.objects.filter(
-                    trace_id=OuterRef("pk"), kind=Step.Kind.TOOL_CALL, name=filters.tool
-                )
-            )
+        filters = trace_filters_parse(query.model_dump(include=set(TraceFilters.FIELDS)))
+    except FilterError as exc:
+        raise ApiError(str(exc)) from exc
+    try:
+        page = trace_page(
+            filters=filters,
+            before=query.before or query.cursor or "",
+            after=query.after or "",
+            limit=limit,
         )
-    since, until = _moment("since", filters.since), _moment("until", filters.until)
-    if since:
-        qs = qs.filter(created_at__gte=since)
-    if until:
-        qs = qs.filter(created_at__lt=until)
-    return qs.order_by("-created_at", "-id")
+    except FilterError as exc:  # the filters are read: only a cursor is left to be wrong
+        raise ApiError(str(exc), 400, "bad_cursor") from exc
+    return {
+        "items": [trace_payload(t) for t in page.traces],
+        "next": page.next_cursor or None,
+        "prev": page.prev_cursor or None,
+    }
+
+
+_LIST_RESPONSES = {200: TraceListOut, 400: ErrorOut, **ERRORS}
+
+
+@router.get("/traces", response=_LIST_RESPONSES, summary="List traces", operation_id="traces_list")
+def list_traces(request: HttpRequest, query: Query[TraceListQuery]):
+    """Newest first, with the trace list page's filters, ``limit`` at a time, by keyset:
+    pass ``next`` back as ``before`` for older traces, ``prev`` as ``after`` for newer
+    ones (pages stay stable while new runs arrive)."""
+    page = _trace_list(request, query, default_limit=TRACE_PAGE_DEFAULT)
+    return {**page, "traces": page["items"]}
 
 
 @router.get(
-    "/traces/list", response={200: TracePage, 400: ErrorOut, **ERRORS}, summary="List traces"
+    "/traces/list",
+    response=_LIST_RESPONSES,
+    summary="List traces (the same as GET /api/traces)",
+    operation_id="traces_list_alias",
+    exclude_unset=True,
+    deprecated=True,
 )
-def list_traces(request: HttpRequest, filters: Query[TraceFilters]):
-    """Newest first, ``limit`` (1-100) at a time. Pass ``next`` back as ``cursor`` for
-    the following page (keyset pagination: stable while new runs arrive)."""
-    if not 1 <= filters.limit <= TRACE_PAGE:
-        raise ApiError(f"limit must be from 1 to {TRACE_PAGE}")
-    qs = traces_filtered(filters)
-    if filters.cursor:
-        at, last_id = _cursor_decode(filters.cursor)
-        qs = qs.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=last_id))
-    page = list(qs[: filters.limit + 1])
-    more = len(page) > filters.limit
-    page = page[: filters.limit]
-    return {
-        "items": [trace_payload(t) for t in page],
-        "next": _cursor_encode(page[-1]) if more else None,
-    }
+def list_traces_alias(request: HttpRequest, query: Query[TraceListQuery]):
+    """``GET /api/traces`` under its first name: the same filters and pages, ``limit``
+    100 by default, and no ``traces`` copy of ``items``."""
+    return _trace_list(request, query, default_limit=TRACE_PAGE_ALIAS_DEFAULT)
 
 
 @router.get("/traces/{uuid:trace_id}", response={200: TraceOut, **ERRORS}, summary="Read a trace")

@@ -275,3 +275,9 @@ from .annotation_models import (  # noqa: E402,F401 - Django finds the app's mod
     Suggestion,
     Verdict,
 )
+from .rollup_models import (  # noqa: E402,F401 - the dashboard's hourly roll-up
+    RollupHour,
+    RunDurationsHourly,
+    RunsHourly,
+    ToolsHourly,
+)

@@ -25,6 +25,7 @@ from .events import event_send, step_event, trace_event
 from .ingest.mapping import StepRecord
 from .limits import text_cap, text_clean, text_size, value_cap
 from .models import Step, StepBlob, Trace
+from .rollup_services import rollup_invalidate
 
 logger = logging.getLogger(__name__)
 
@@ -713,6 +714,7 @@ def traces_delete(*, trace_ids: list) -> int:
     with transaction.atomic():
         qs = Trace.objects.filter(pk__in=trace_ids, status__in=Trace.FINISHED)
         count = qs.count()
+        rollup_invalidate(trace_ids=qs.values_list("id", flat=True))
         qs.delete()
     return count
 
@@ -886,6 +888,8 @@ def _spans_ingest_once(*, by_trace: dict[str, list[StepRecord]], user, source: s
                 changes = _root_fields(group)
                 if trace.is_finished:
                     changes.update(status=Trace.Status.RUNNING, ended_at=None)
+                    # Its hours may be folded into the dashboard's roll-up: count them live.
+                    rollup_invalidate(trace_ids=[trace.id])
                 if changes:
                     for field, value in changes.items():
                         setattr(trace, field, value)
@@ -955,6 +959,7 @@ def traces_apply_retention(
     ids = list(doomed)
     for start in range(0, len(ids), 500):
         with transaction.atomic():
+            rollup_invalidate(trace_ids=ids[start : start + 500])
             deleted += (
                 Trace.objects.filter(id__in=ids[start : start + 500])
                 .delete()[1]
@@ -1090,5 +1095,7 @@ def trace_import(*, data: dict[str, Any], user=None) -> Trace:
             rows.update({s.seq: s for s in batch})
             taken = {id(s) for s in ready}
             pending = [s for s in pending if id(s) not in taken]
+        # Its times are from the past: hours the dashboard's roll-up may hold already.
+        rollup_invalidate(trace_ids=[trace.id])
         _trace_broadcast(trace, created=True)
     return trace

@@ -99,7 +99,8 @@ class BucketStart(Func):
     def as_sqlite(self, compiler, connection, **extra):
         sql, params = compiler.compile(self.source_expressions[0])
         fmt = "%Y-%m-%d %H:00:00" if self.bucket == "hour" else "%Y-%m-%d 00:00:00"
-        return f"strftime('{fmt}', {sql})", params
+        # A parameter, not a literal: "%Y" in the SQL breaks Django's query logging.
+        return f"strftime(%s, {sql})", (fmt, *params)
 
 
 def runs_over_time(*, since: datetime, until: datetime, bucket: str) -> list[dict[str, Any]]:

@@ -19,12 +19,15 @@ def export_run_task(export_id: str) -> None:
 
 @shared_task(name="traces.tasks.traces_upkeep_task", ignore_result=True)
 def traces_upkeep_task() -> None:
-    """Close ingested traces that stopped receiving spans, then apply the retention
-    policy (TOOLTRAIL_RETENTION_DAYS, TOOLTRAIL_RETENTION_MAX_TRACES)."""
+    """Close ingested traces that stopped receiving spans, apply the retention policy
+    (TOOLTRAIL_RETENTION_DAYS, TOOLTRAIL_RETENTION_MAX_TRACES), then fold the hours that
+    ended into the dashboard's roll-up."""
+    from .rollup_services import rollup_fold
     from .services import traces_apply_retention, traces_close_idle_ingested
 
     closed = traces_close_idle_ingested()
     deleted = traces_apply_retention()
+    rollup_fold()
     if closed or deleted:
         logger.info(
             "trace upkeep: closed %d idle ingested traces, deleted %d", len(closed), deleted

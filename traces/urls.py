@@ -14,7 +14,6 @@ urlpatterns = [
     path("traces/<uuid:trace_id>/steps/<int:seq>/", views.step_detail_view, name="step_detail"),
     path("traces/<uuid:trace_id>/search/", views.trace_search_view, name="trace_search"),
     path("traces/<uuid:trace_id>/cancel/", views.trace_cancel_view, name="trace_cancel"),
-    path("api/traces", views.api_traces, name="api_traces"),
     path("traces/tool-calls/", views.tool_calls_view, name="tool_calls"),
     path("v1/traces", api_ingest.otlp_traces_view, name="otlp_traces"),
     path("api/traces/import", api_ingest.api_trace_import, name="api_trace_import"),

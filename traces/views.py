@@ -36,7 +36,6 @@ from .selectors import (
     trace_page,
     trace_tool_calls,
 )
-from .serializers import trace_payload
 from .services import (
     TraceError,
     saved_filter_delete,
@@ -297,38 +296,7 @@ def trace_diff_view(request: HttpRequest) -> HttpResponse:
 # --- JSON API -------------------------------------------------------------------------
 
 
-@api_view(("GET",))
-def api_traces(request: HttpRequest) -> JsonResponse:
-    """``GET /api/traces``: the trace list with the page's filters (``status``, ``agent``,
-    ``endpoint``, ``tool``, ``error_kind``, ``tag``, ``q``, ``otel_trace_id``, ``since``,
-    ``until``, ``min_duration``, ``max_duration``, ``min_tokens``, ``max_tokens``), newest
-    first, by keyset: pass ``next`` back as ``before`` for the next page."""
-    try:
-        limit = int(request.GET.get("limit", "50"))
-    except ValueError:
-        raise ApiError("limit must be an integer") from None
-    if not 1 <= limit <= 200:
-        raise ApiError("limit must be between 1 and 200")
-    try:
-        filters = trace_filters_parse(request.GET)
-        page = trace_page(
-            filters=filters,
-            before=request.GET.get("before", ""),
-            after=request.GET.get("after", ""),
-            limit=limit,
-        )
-    except FilterError as exc:
-        raise ApiError(str(exc)) from exc
-    return JsonResponse(
-        {
-            "traces": [trace_payload(t) for t in page.traces],
-            "next": page.next_cursor or None,
-            "prev": page.prev_cursor or None,
-        }
-    )
-
-
-# The rest of the traces JSON API (one trace, its steps, cancel) is in traces/api.py.
+# The traces JSON API (the list, one trace, its steps, cancel) is in traces/api.py.
 
 
 @api_view(("GET",))

@@ -41,6 +41,7 @@ def test_the_openapi_document_validates(document):
     paths = set(document["paths"])
     for path in (
         "/api/runs",
+        "/api/traces",
         "/api/traces/list",
         "/api/traces/{trace_id}",
         "/api/traces/{trace_id}/steps",
@@ -118,20 +119,49 @@ def test_the_trace_list_filters_and_pages_by_keyset(client, token, demo_agents):
 
 
 @pytest.mark.parametrize(
-    ("query", "message"),
+    ("query", "message", "code"),
     [
-        ("status=done", "status must be one of"),
-        ("since=yesterday", "since must be an ISO 8601 date-time"),
-        ("cursor=garbage", "cursor is not one this API gave out"),
-        ("limit=1000", "limit must be from 1 to 100"),
-        ("limit=many", "invalid request: limit"),
+        ("status=done", "status must be one of", "bad_request"),
+        ("since=yesterday", "since must be a date", "bad_request"),
+        ("cursor=garbage", "page cursor is not valid", "bad_cursor"),
+        ("before=garbage", "page cursor is not valid", "bad_cursor"),
+        ("limit=1000", "limit must be between 1 and 200", "bad_request"),
+        ("limit=many", "invalid request: limit", "invalid"),
     ],
 )
-def test_bad_trace_list_queries_are_explained_as_json(client, token, query, message):
-    response = client.get(f"/api/traces/list?{query}", HTTP_AUTHORIZATION=f"Bearer {token}")
+@pytest.mark.parametrize("path", ["/api/traces", "/api/traces/list"])
+def test_bad_trace_list_queries_are_explained_as_json(client, token, query, message, code, path):
+    response = client.get(f"{path}?{query}", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 400
     assert message in response.json()["error"]
-    assert response.json()["code"]
+    assert response.json()["code"] == code
+
+
+def test_the_trace_list_and_its_old_name_are_one_endpoint(client, token, demo_agents):
+    from agents.demo import demo_traces_seed
+
+    demo_traces_seed()
+    Trace.objects.filter(status="cancelled").update(otel_trace_id="ab" * 16)
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    for query, count in (("", 6), ("status=failed&tool=calculator", 1), ("q=Tokyo", None)):
+        main = client.get(f"/api/traces?{query}", **headers).json()
+        alias = client.get(f"/api/traces/list?{query}", **headers).json()
+        assert main["items"] == alias["items"] == main["traces"], query
+        assert "traces" not in alias
+        if count is not None:
+            assert len(main["items"]) == count
+    # The filters only the page had before (otel_trace_id, endpoint, tokens) answer on both.
+    for path in ("/api/traces", "/api/traces/list"):
+        found = client.get(f"{path}?otel_trace_id={'AB' * 16}", **headers).json()["items"]
+        assert [t["status"] for t in found] == ["cancelled"]
+        assert client.get(f"{path}?min_tokens=1000000", **headers).json()["items"] == []
+    # Pages: `prev` leads back, and `cursor` is another name for `before`.
+    first = client.get("/api/traces?limit=4", **headers).json()
+    second = client.get(f"/api/traces?limit=4&before={first['next']}", **headers).json()
+    again = client.get(f"/api/traces/list?limit=4&cursor={first['next']}", **headers).json()
+    assert second["items"] == again["items"] and len(second["items"]) == 2
+    back = client.get(f"/api/traces?limit=4&after={second['prev']}", **headers).json()
+    assert back["items"] == first["items"]
 
 
 def test_a_wrong_method_and_an_unknown_path_answer_json(client, token):
