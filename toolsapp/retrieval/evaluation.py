@@ -131,7 +131,7 @@ def index_build(data: BeirData, *, dense: bool) -> ToolIndex:
     vectors are left zero and the model is never loaded (BM25-only runs)."""
     index = ToolIndex(embed=encoder.embed if dense else _no_vectors)
     index.upsert(IndexedTool(key=i, text=t) for i, t in enumerate(data.documents))
-    index.prepare()
+    index.prepare(dense=dense)
     return index
 
 

@@ -4,11 +4,10 @@ reciprocal-rank fusion. It knows tools by an integer key and nothing of the data
 benchmark fill throw-away ones directly).
 
 Updates are incremental: upserting or removing a tool touches its row of the dense
-matrix and its term list, and embeds only new or changed text. BM25's scores depend on
-every document (idf, mean length) and ``bm25s`` cannot add documents to a built index,
-so the lexical side is rebuilt from the kept term lists (no re-tokenising, no
-re-embedding) lazily on the next search after a change: a cheap rebuild of the sparse
-matrix only (``bench/tool_search.py`` prints what it costs at 50,000 tools).
+matrix and its term list, and embeds only new or changed text. The lexical side
+(``lexical.py``) keeps BM25's statistics as counts and scores at query time, so a
+change updates those counts at once instead of rebuilding the index
+(``bench/tool_search.py`` prints what one change costs at 50,000 tools).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import functools
 import hashlib
 import io
 import json
-import logging
 import os
 import tempfile
 import threading
@@ -28,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import encoder
+from .lexical import LexicalIndex
 from .text import requests, terms
 
 METHODS = ("hybrid", "bm25", "dense")
@@ -35,6 +34,15 @@ METHODS = ("hybrid", "bm25", "dense")
 RRF_K = 60
 # How deep each ranking goes into the fusion.
 FUSION_DEPTH = 100
+# The dense scan reads a bfloat16 copy of the vectors (half the memory of float32, and a
+# product the CPU does natively) and keeps this many candidates per result wanted (at
+# least DENSE_MIN_CANDIDATES), which it then scores exactly in float32: the scores and
+# the order returned are float32 cosines. bfloat16 moves a cosine by ~1e-3 at most, far
+# less than the gap between a top result and the candidates four times further down.
+DENSE_CANDIDATES_PER_RESULT = 4
+DENSE_MIN_CANDIDATES = 200
+# A toolset at most this share of the index is scored exactly, its rows only.
+DENSE_SUBSET_SHARE = 0.25
 FORMAT_VERSION = 1
 
 
@@ -62,6 +70,12 @@ def _blas():
     return ThreadpoolController()
 
 
+def _bfloat16(vectors: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(vectors)).to(torch.bfloat16)
+
+
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:
     """Row numbers of the ``depth`` highest finite scores, best first."""
     finite = np.flatnonzero(np.isfinite(scores))
@@ -83,8 +97,8 @@ class ToolIndex:
         self.terms: list[list[str]] = []
         self.vectors = np.zeros((0, encoder.DIMENSIONS), dtype=np.float32)
         self.meta: dict = {}
-        self._bm25 = None
-        self._lexical_dirty = True
+        self._lexical = LexicalIndex()
+        self._coarse = None  # bfloat16 torch copy of ``vectors``, made on the first search
         self.lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -119,15 +133,19 @@ class ToolIndex:
                     self.texts.append(tool.text)
                     self.hashes.append(digest)
                     self.terms.append(terms(tool.text))
+                    self._lexical.set(len(self.keys) - 1, self.terms[-1])
                     new_rows.append(vector)
                 else:
                     self.texts[row] = tool.text
                     self.hashes[row] = digest
                     self.terms[row] = terms(tool.text)
+                    self._lexical.set(row, self.terms[row])
                     self.vectors[row] = vector
-                self._lexical_dirty = True
+                    if self._coarse is not None:
+                        self._coarse[row] = _bfloat16(self.vectors[row])
             if new_rows:
                 self.vectors = np.vstack([self.vectors, np.asarray(new_rows, dtype=np.float32)])
+                self._coarse = None
             return len(fresh)
 
     def remove(self, keys: Iterable[int]) -> int:
@@ -144,28 +162,23 @@ class ToolIndex:
             self.hashes = [self.hashes[i] for i in kept]
             self.terms = [self.terms[i] for i in kept]
             self.vectors = self.vectors[kept]
+            self._coarse = None
             self.rows = {k: i for i, k in enumerate(self.keys)}
-            self._lexical_dirty = True
+            self._lexical.keep(kept)
             return len(drop)
 
-    def _lexical(self):
-        if self._lexical_dirty:
-            import bm25s
+    def _coarse_vectors(self):
+        if self._coarse is None:
+            self._coarse = _bfloat16(self.vectors)
+        return self._coarse
 
-            # bm25s logs every build at DEBUG on a logger it sets up on import.
-            logging.getLogger("bm25s").setLevel(logging.WARNING)
-            bm25 = None
-            if self.keys:
-                bm25 = bm25s.BM25()
-                # An empty term list still needs a row; "" is bm25s's own empty token.
-                bm25.index([t or [""] for t in self.terms], show_progress=False)
-            self._bm25, self._lexical_dirty = bm25, False
-        return self._bm25
-
-    def prepare(self) -> None:
-        """Build what a search needs now rather than on the first search."""
+    def prepare(self, *, dense: bool = True) -> None:
+        """Build what a search needs now rather than on the first search (``dense``: the
+        dense side's too; a BM25-only index leaves it, and torch, alone)."""
         with self.lock:
-            self._lexical()
+            self._lexical.prepare()
+            if dense and self.keys:
+                self._coarse_vectors()
 
     # --- search -----------------------------------------------------------------------
 
@@ -178,15 +191,9 @@ class ToolIndex:
         return mask
 
     def _bm25_scores(self, query: str) -> np.ndarray:
-        bm25 = self._lexical()
-        scores = np.full(len(self.keys), -np.inf, dtype=np.float32)
-        if bm25 is None:
-            return scores
-        query_terms = [t for t in terms(query) if t in bm25.vocab_dict]
-        if query_terms:
-            raw = bm25.get_scores(query_terms)
-            # A document sharing no term with the query is not a lexical match at all.
-            scores = np.where(raw > 0, raw, -np.inf).astype(np.float32)
+        scores = self._lexical.scores(terms(query))
+        # A document sharing no term with the query is not a lexical match at all.
+        scores[scores <= 0] = -np.inf
         return scores
 
     def _query_vectors(self, query: str) -> np.ndarray:
@@ -195,14 +202,37 @@ class ToolIndex:
         parts = requests(query)
         return self._embed([query, *parts] if len(parts) > 1 else [query])
 
-    def _dense_scores(self, vectors: np.ndarray) -> np.ndarray:
-        """Cosine of each tool to the query, or to the sentence of it nearest to the tool."""
-        if not self.keys:
-            return np.zeros(0, dtype=np.float32)
+    def _exact(self, vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Float32 cosine of the tools at ``rows`` to the query, or to the sentence of it
+        nearest to each tool."""
         # One BLAS thread: a product this small loses more to threads waiting on each other
         # (on a busy machine, p95 4x worse at 4,000 tools) than it gains from a second core.
         with _blas().limit(limits=1, user_api="blas"):
-            return (vectors @ self.vectors.T).max(axis=0)
+            return (vectors @ self.vectors[rows].T).max(axis=0)
+
+    def _dense_top(
+        self, vectors: np.ndarray, depth: int, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``depth`` rows nearest the query (of ``mask``'s rows), best first, with their
+        float32 cosines."""
+        count = len(self.keys) if mask is None else int(np.count_nonzero(mask))
+        if not count:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if mask is not None and count <= DENSE_SUBSET_SHARE * len(self.keys):
+            rows = np.flatnonzero(mask)
+        else:
+            import torch
+
+            wanted = max(depth * DENSE_CANDIDATES_PER_RESULT, DENSE_MIN_CANDIDATES)
+            with encoder.torch_threads(1):
+                query = torch.from_numpy(vectors).to(torch.bfloat16)
+                coarse = torch.mm(self._coarse_vectors(), query.T).amax(dim=1).float().numpy()
+            if mask is not None:
+                coarse[~mask] = -np.inf
+            rows = _top(coarse, wanted)
+        exact = self._exact(vectors, rows)
+        best = _top(exact, depth)
+        return rows[best], exact[best]
 
     def search(
         self,
@@ -221,25 +251,30 @@ class ToolIndex:
         vectors = self._query_vectors(query) if method != "bm25" else None
         with self.lock:
             mask = self._mask(allowed)
+            # Each ranking: its rows best first, and their scores.
             rankings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             depth = max(k, FUSION_DEPTH) if method == "hybrid" else k
-            for name in ("bm25", "dense"):
-                if method not in (name, "hybrid"):
-                    continue
-                scores = self._bm25_scores(query) if name == "bm25" else self._dense_scores(vectors)
+            if method in ("bm25", "hybrid"):
+                scores = self._bm25_scores(query)
                 if mask is not None:
-                    scores = np.where(mask, scores, -np.inf)
-                rankings[name] = (_top(scores, depth), scores)
+                    scores[~mask] = -np.inf
+                rows = _top(scores, depth)
+                rankings["bm25"] = (rows, scores[rows])
+            if method in ("dense", "hybrid"):
+                rankings["dense"] = self._dense_top(vectors, depth, mask)
             if method != "hybrid":
                 rows, scores = rankings[method]
                 return [
-                    Hit(self.keys[r], float(scores[r]), {method: i + 1})
-                    for i, r in enumerate(rows[:k])
+                    Hit(self.keys[r], float(score), {method: i + 1})
+                    for i, (r, score) in enumerate(zip(rows[:k], scores[:k], strict=True))
                 ]
+            # Fusion over the two top lists only (at most 2 x depth rows), never all tools.
             fused: dict[int, Hit] = {}
             for name, (rows, _) in rankings.items():
-                for rank, row in enumerate(rows, start=1):
-                    hit = fused.setdefault(int(row), Hit(self.keys[row], 0.0))
+                for rank, row in enumerate(rows.tolist(), start=1):
+                    hit = fused.get(row)
+                    if hit is None:
+                        hit = fused[row] = Hit(self.keys[row], 0.0)
                     hit.score += 1.0 / (rrf_k + rank)
                     hit.ranks[name] = rank
             return sorted(fused.values(), key=lambda h: (-h.score, min(h.ranks.values())))[:k]
@@ -301,5 +336,7 @@ class ToolIndex:
         if saved_terms is None or len(saved_terms) != len(texts):
             saved_terms = [terms(t) for t in texts]
         index.terms = saved_terms
+        for row, row_terms in enumerate(saved_terms):
+            index._lexical.set(row, row_terms)
         index.meta = header.get("meta") or {}
         return index
