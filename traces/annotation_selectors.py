@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from . import agreement
 from .annotation_models import (
@@ -38,24 +39,52 @@ def queue_get_for_user(*, user, queue_id: int) -> AnnotationQueue:
     return queues_for_user(user=user).get(pk=queue_id)
 
 
-def queue_counts(
-    *, queue_ids: list[int], overlaps: dict[int, int] | None = None
-) -> dict[int, dict[str, int]]:
-    """items_total and items_done (labelled by ``overlap`` annotators) per queue: two
-    index counts per queue, which stay quick on a queue of many thousand items.
-    ``overlaps`` (queue id → overlap), when the caller has them, saves a query."""
-    counts = {}
-    if overlaps is None:
-        overlaps = dict(
-            AnnotationQueue.objects.filter(id__in=queue_ids).values_list("id", "overlap")
+def queue_counts(*, queue_ids: list[int]) -> dict[int, dict[str, int]]:
+    """items_total and items_done (labelled by ``overlap`` annotators) per queue, in
+    one grouped query over the (queue, done_count) index."""
+    counts = {queue_id: {"items_total": 0, "items_done": 0} for queue_id in queue_ids}
+    rows = (
+        QueueItem.objects.filter(queue_id__in=queue_ids)
+        .order_by()
+        .values("queue_id")
+        .annotate(
+            items_total=Count("pk"),
+            items_done=Count("pk", filter=Q(done_count__gte=F("queue__overlap"))),
         )
-    for queue_id, overlap in overlaps.items():
-        items = QueueItem.objects.filter(queue_id=queue_id)
-        counts[queue_id] = {
-            "items_total": items.count(),
-            "items_done": items.filter(done_count__gte=overlap).count(),
+    )
+    for row in rows:
+        counts[row["queue_id"]] = {
+            "items_total": row["items_total"],
+            "items_done": row["items_done"],
         }
     return counts
+
+
+def queue_progress_for_user(*, queue: AnnotationQueue, user) -> dict[str, int]:
+    """What the annotator's page shows on every key press, in one query: the queue's
+    items_total and items_done, and ``mine_done`` (the items this user labelled)."""
+
+    def counted(qs) -> Coalesce:
+        return Coalesce(
+            Subquery(qs.order_by().values("queue_id").annotate(n=Count("pk")).values("n")[:1]),
+            0,
+        )
+
+    items = QueueItem.objects.filter(queue=OuterRef("pk"))
+    return (
+        AnnotationQueue.objects.filter(pk=queue.pk)
+        .annotate(
+            items_total=counted(items),
+            items_done=counted(items.filter(done_count__gte=queue.overlap)),
+            mine_done=counted(
+                QueueAssignment.objects.filter(
+                    queue=OuterRef("pk"), user=user, status=QueueAssignment.Status.DONE
+                )
+            ),
+        )
+        .values("items_total", "items_done", "mine_done")
+        .get()
+    )
 
 
 def queue_payload(queue: AnnotationQueue, counts: dict[str, int]) -> dict[str, Any]:
@@ -75,10 +104,11 @@ def queue_payload(queue: AnnotationQueue, counts: dict[str, int]) -> dict[str, A
 
 
 def queue_progress(*, queue: AnnotationQueue) -> dict[str, Any]:
-    """Done/total, and per annotator: done, skipped, open, mean seconds per item."""
+    """Done/total, and per annotator: done, skipped, expired (claims taken over by
+    someone else), open, mean seconds per item."""
     counts = queue_counts(queue_ids=[queue.id])[queue.id]
     people: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"done": 0, "skipped": 0, "open": 0, "seconds": []}
+        lambda: {"done": 0, "skipped": 0, "expired": 0, "open": 0, "seconds": []}
     )
     for username, status, claimed, done in QueueAssignment.objects.filter(queue=queue).values_list(
         "user__username", "status", "claimed_at", "done_at"
@@ -90,6 +120,8 @@ def queue_progress(*, queue: AnnotationQueue) -> dict[str, Any]:
                 row["seconds"].append((done - claimed).total_seconds())
         elif status == QueueAssignment.Status.SKIPPED:
             row["skipped"] += 1
+        elif status == QueueAssignment.Status.EXPIRED:
+            row["expired"] += 1
         else:
             row["open"] += 1
     per_total = counts["items_total"] if queue.overlap <= 1 else None
