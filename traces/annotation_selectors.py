@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import Count, F, Q, QuerySet
 
 from . import agreement
 from .annotation_models import (
@@ -60,31 +60,29 @@ def queue_counts(*, queue_ids: list[int]) -> dict[int, dict[str, int]]:
     return counts
 
 
+# In SQL for the same reason as the claim query: it runs on every key press, and the
+# ORM's form of it (three counting subqueries) took ~3.5 ms of CPU to compile against
+# ~0.4 ms to run on a 10,000-item queue.
+_PROGRESS_SQL = """
+SELECT
+    (SELECT COUNT(*) FROM {item} WHERE queue_id = %s),
+    (SELECT COUNT(*) FROM {item} WHERE queue_id = %s AND done_count >= %s),
+    (SELECT COUNT(*) FROM {assignment} WHERE queue_id = %s AND user_id = %s AND status = %s)
+"""
+
+
 def queue_progress_for_user(*, queue: AnnotationQueue, user) -> dict[str, int]:
     """What the annotator's page shows on every key press, in one query: the queue's
     items_total and items_done, and ``mine_done`` (the items this user labelled)."""
-
-    def counted(qs) -> Coalesce:
-        return Coalesce(
-            Subquery(qs.order_by().values("queue_id").annotate(n=Count("pk")).values("n")[:1]),
-            0,
-        )
-
-    items = QueueItem.objects.filter(queue=OuterRef("pk"))
-    return (
-        AnnotationQueue.objects.filter(pk=queue.pk)
-        .annotate(
-            items_total=counted(items),
-            items_done=counted(items.filter(done_count__gte=queue.overlap)),
-            mine_done=counted(
-                QueueAssignment.objects.filter(
-                    queue=OuterRef("pk"), user=user, status=QueueAssignment.Status.DONE
-                )
-            ),
-        )
-        .values("items_total", "items_done", "mine_done")
-        .get()
+    sql = _PROGRESS_SQL.format(
+        item=connection.ops.quote_name(QueueItem._meta.db_table),
+        assignment=connection.ops.quote_name(QueueAssignment._meta.db_table),
     )
+    params = [queue.id, queue.id, queue.overlap, queue.id, user.id, QueueAssignment.Status.DONE]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        total, done, mine = cursor.fetchone()
+    return {"items_total": total, "items_done": done, "mine_done": mine}
 
 
 def queue_payload(queue: AnnotationQueue, counts: dict[str, int]) -> dict[str, Any]:
