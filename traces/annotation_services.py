@@ -372,7 +372,7 @@ def _assignments_finish(*, user, step: Step, queue: AnnotationQueue | None) -> N
     if queue is not None:
         wanted |= Q(assignments__queue=queue, assignments__status=QueueAssignment.Status.EXPIRED)
     held = list(
-        _locking(QueueItem.objects.filter(step=step), skip_locked=False)
+        _locked(QueueItem.objects.filter(step=step))
         .filter(Q(assignments__user=user) & wanted)
         .order_by("pk")
         .values_list("pk", "assignments__status")
@@ -412,13 +412,12 @@ def _claim_lost_message(*, user, item_id: int) -> str:
     )
 
 
-def _locking(qs, *, skip_locked: bool):
+def _locked(qs):
     """``qs`` locking its own rows where the database can (PostgreSQL): FOR NO KEY UPDATE,
-    which does not stop other transactions inserting assignments that point at them."""
-    if not connection.features.has_select_for_update:
-        return qs
-    if skip_locked and connection.features.has_select_for_update_skip_locked:
-        return qs.select_for_update(skip_locked=True, no_key=True, of=("self",))
+    as the claim query locks items, which does not stop other transactions inserting
+    assignments that point at them."""
+    if connection.vendor != "postgresql":
+        return qs  # SQLite: a write transaction locks the whole database
     return qs.select_for_update(no_key=True, of=("self",))
 
 
@@ -644,7 +643,7 @@ def _claim_candidate(queue: AnnotationQueue, user, cutoff: datetime | None):
         "item": connection.ops.quote_name(QueueItem._meta.db_table),
     }
     names["mine"] = _MINE_SQL.format(**names)
-    lock = connection.features.has_select_for_update_skip_locked
+    lock = connection.vendor == "postgresql"  # SQLite locks the whole database instead
     names["lock_expired"] = "FOR NO KEY UPDATE OF a SKIP LOCKED" if lock else ""
     names["lock_fresh"] = "FOR NO KEY UPDATE OF i SKIP LOCKED" if lock else ""
     fresh_params = [queue.id, queue.id, user.id]
