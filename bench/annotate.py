@@ -15,7 +15,10 @@ network, no browser):
    labelled all but the last items (the claim skips everything they did);
 3. ``api``: ``GET /api/queues/<id>/next`` for a fresh annotator each time.
 
-Prints p50/p95/max in ms for each; the last line is ``p95_ms=<next p95>``.
+Prints p50/p95/max in ms for each, the server process's CPU time per request (p50,
+which the machine's load inflates less than wall time) and the SQL queries per request
+(the median; tests/traces/test_annotation_views.py pins the key press's count); the
+last line is ``p95_ms=<next p95>``.
 """
 
 from __future__ import annotations
@@ -98,12 +101,40 @@ def make_steps(n_traces: int, per_trace: int) -> list:
     return [t.id for t in traces]
 
 
-def summary(name: str, samples: list[float]) -> float:
-    samples = sorted(samples)
+class Meter:
+    """Wall time, this process's CPU time and the SQL queries of each measured request."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.queries: list[int] = []
+        self._count = 0
+
+    def _counting(self, execute, sql, params, many, context):
+        self._count += 1
+        return execute(sql, params, many, context)
+
+    def __call__(self, request):
+        from django.db import connection
+
+        self._count = 0
+        t0, c0 = time.perf_counter(), time.process_time()
+        with connection.execute_wrapper(self._counting):
+            response = request()
+        self.wall.append((time.perf_counter() - t0) * 1000)
+        self.cpu.append((time.process_time() - c0) * 1000)
+        self.queries.append(self._count)
+        return response
+
+
+def summary(name: str, meter: Meter) -> float:
+    samples = sorted(meter.wall)
     p95 = samples[max(0, int(len(samples) * 0.95) - 1)]
     print(
         f"{name:5s} n={len(samples):4d}  p50 {statistics.median(samples):6.1f} ms  "
-        f"p95 {p95:6.1f} ms  max {samples[-1]:6.1f} ms"
+        f"p95 {p95:6.1f} ms  max {samples[-1]:6.1f} ms  "
+        f"cpu p50 {statistics.median(meter.cpu):5.1f} ms  "
+        f"queries {statistics.median(meter.queries):g}"
     )
     return p95
 
@@ -145,19 +176,17 @@ def main() -> None:
     client.force_login(ana)
     htmx = {"HTTP_HX_REQUEST": "true"}
 
-    def label_rounds(q, n: int) -> list[float]:
-        samples = []
+    def label_rounds(q, n: int) -> Meter:
+        meter = Meter()
         current = queue_next(queue=q, user=ana)
         for _ in range(n):
             url = f"/queues/{q.id}/items/{current.item_id}/label/"
-            t0 = time.perf_counter()
-            response = client.post(url, {"verdict": "good"}, **htmx)
-            samples.append((time.perf_counter() - t0) * 1000)
+            response = meter(lambda: client.post(url, {"verdict": "good"}, **htmx))  # noqa: B023
             assert response.status_code == 200 and b'data-item="' in response.content, (
                 response.content[:300]
             )
             current = QueueAssignment.objects.filter(queue=q, user=ana, status="claimed").get()
-        return samples
+        return meter
 
     p95 = summary("next", label_rounds(queue, args.labels))
 
@@ -178,16 +207,14 @@ def main() -> None:
     )
     summary("deep", label_rounds(deep, args.labels))
 
-    samples = []
+    meter = Meter()
     for i in range(args.labels):
         user = users.create_user(f"api-{i}")
         user.groups.add(Group.objects.get(name="annotator"))
         headers = {"HTTP_AUTHORIZATION": f"Bearer {api_token_create(user=user)[1]}"}
-        t0 = time.perf_counter()
-        response = client.get(f"/api/queues/{queue.id}/next", **headers)
-        samples.append((time.perf_counter() - t0) * 1000)
+        response = meter(lambda: client.get(f"/api/queues/{queue.id}/next", **headers))  # noqa: B023
         assert response.status_code == 200 and response.json()["item"], response.content
-    summary("api", samples)
+    summary("api", meter)
     print(f"p95_ms={p95:.1f}")
 
 

@@ -295,6 +295,9 @@ TOOLTRAIL_INGEST_IDLE_SECONDS = env_float("TOOLTRAIL_INGEST_IDLE_SECONDS", 60.0)
 # the Celery beat task traces.tasks.traces_upkeep_task (0 keeps them).
 TOOLTRAIL_RETENTION_DAYS = env_float("TOOLTRAIL_RETENTION_DAYS", 0)
 TOOLTRAIL_RETENTION_MAX_TRACES = int(env_float("TOOLTRAIL_RETENTION_MAX_TRACES", 0))
+# A claimed queue item whose annotator has not labelled it after this many minutes may
+# be taken over by the next annotator who asks for work (0: claims never expire).
+TOOLTRAIL_ANNOTATION_CLAIM_MINUTES = env_float("TOOLTRAIL_ANNOTATION_CLAIM_MINUTES", 30.0)
 
 # The sandbox of `code` tools (toolsapp/sandbox.py): limits, and the paths it hides (the
 # app, its data and secrets, the virtualenv, homes, service state; more with

@@ -196,13 +196,16 @@ class QueueItem(models.Model):
 
 
 class QueueAssignment(models.Model):
-    """An annotator's hold on an item: assigned (round-robin), claimed, done or skipped."""
+    """An annotator's hold on an item: assigned (round-robin), claimed, done or skipped;
+    ``expired`` when the claim outlived TOOLTRAIL_ANNOTATION_CLAIM_MINUTES and another
+    annotator took the item over."""
 
     class Status(models.TextChoices):
         ASSIGNED = "assigned", "Assigned"
         CLAIMED = "claimed", "Claimed"
         DONE = "done", "Done"
         SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Expired (taken over)"
 
     OPEN = (Status.ASSIGNED, Status.CLAIMED)
 
@@ -215,7 +218,13 @@ class QueueAssignment(models.Model):
     done_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["queue", "user", "status", "position"])]
+        indexes = [
+            models.Index(fields=["queue", "user", "status", "position"]),
+            # Finds the claims that have expired (the claim query takes them over).
+            models.Index(
+                fields=["queue", "status", "claimed_at"], name="queue_assignment_claim_age"
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["item", "user"], name="queue_assignment_once")
         ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import Count, F, Q, QuerySet
 
 from . import agreement
 from .annotation_models import (
@@ -38,24 +39,50 @@ def queue_get_for_user(*, user, queue_id: int) -> AnnotationQueue:
     return queues_for_user(user=user).get(pk=queue_id)
 
 
-def queue_counts(
-    *, queue_ids: list[int], overlaps: dict[int, int] | None = None
-) -> dict[int, dict[str, int]]:
-    """items_total and items_done (labelled by ``overlap`` annotators) per queue: two
-    index counts per queue, which stay quick on a queue of many thousand items.
-    ``overlaps`` (queue id → overlap), when the caller has them, saves a query."""
-    counts = {}
-    if overlaps is None:
-        overlaps = dict(
-            AnnotationQueue.objects.filter(id__in=queue_ids).values_list("id", "overlap")
+def queue_counts(*, queue_ids: list[int]) -> dict[int, dict[str, int]]:
+    """items_total and items_done (labelled by ``overlap`` annotators) per queue, in
+    one grouped query over the (queue, done_count) index."""
+    counts = {queue_id: {"items_total": 0, "items_done": 0} for queue_id in queue_ids}
+    rows = (
+        QueueItem.objects.filter(queue_id__in=queue_ids)
+        .order_by()
+        .values("queue_id")
+        .annotate(
+            items_total=Count("pk"),
+            items_done=Count("pk", filter=Q(done_count__gte=F("queue__overlap"))),
         )
-    for queue_id, overlap in overlaps.items():
-        items = QueueItem.objects.filter(queue_id=queue_id)
-        counts[queue_id] = {
-            "items_total": items.count(),
-            "items_done": items.filter(done_count__gte=overlap).count(),
+    )
+    for row in rows:
+        counts[row["queue_id"]] = {
+            "items_total": row["items_total"],
+            "items_done": row["items_done"],
         }
     return counts
+
+
+# In SQL for the same reason as the claim query: it runs on every key press, and the
+# ORM's form of it (three counting subqueries) took ~3.5 ms of CPU to compile against
+# ~0.4 ms to run on a 10,000-item queue.
+_PROGRESS_SQL = """
+SELECT
+    (SELECT COUNT(*) FROM {item} WHERE queue_id = %s),
+    (SELECT COUNT(*) FROM {item} WHERE queue_id = %s AND done_count >= %s),
+    (SELECT COUNT(*) FROM {assignment} WHERE queue_id = %s AND user_id = %s AND status = %s)
+"""
+
+
+def queue_progress_for_user(*, queue: AnnotationQueue, user) -> dict[str, int]:
+    """What the annotator's page shows on every key press, in one query: the queue's
+    items_total and items_done, and ``mine_done`` (the items this user labelled)."""
+    sql = _PROGRESS_SQL.format(
+        item=connection.ops.quote_name(QueueItem._meta.db_table),
+        assignment=connection.ops.quote_name(QueueAssignment._meta.db_table),
+    )
+    params = [queue.id, queue.id, queue.overlap, queue.id, user.id, QueueAssignment.Status.DONE]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        total, done, mine = cursor.fetchone()
+    return {"items_total": total, "items_done": done, "mine_done": mine}
 
 
 def queue_payload(queue: AnnotationQueue, counts: dict[str, int]) -> dict[str, Any]:
@@ -75,10 +102,11 @@ def queue_payload(queue: AnnotationQueue, counts: dict[str, int]) -> dict[str, A
 
 
 def queue_progress(*, queue: AnnotationQueue) -> dict[str, Any]:
-    """Done/total, and per annotator: done, skipped, open, mean seconds per item."""
+    """Done/total, and per annotator: done, skipped, expired (claims taken over by
+    someone else), open, mean seconds per item."""
     counts = queue_counts(queue_ids=[queue.id])[queue.id]
     people: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"done": 0, "skipped": 0, "open": 0, "seconds": []}
+        lambda: {"done": 0, "skipped": 0, "expired": 0, "open": 0, "seconds": []}
     )
     for username, status, claimed, done in QueueAssignment.objects.filter(queue=queue).values_list(
         "user__username", "status", "claimed_at", "done_at"
@@ -90,6 +118,8 @@ def queue_progress(*, queue: AnnotationQueue) -> dict[str, Any]:
                 row["seconds"].append((done - claimed).total_seconds())
         elif status == QueueAssignment.Status.SKIPPED:
             row["skipped"] += 1
+        elif status == QueueAssignment.Status.EXPIRED:
+            row["expired"] += 1
         else:
             row["open"] += 1
     per_total = counts["items_total"] if queue.overlap <= 1 else None

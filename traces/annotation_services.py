@@ -12,10 +12,16 @@ import json
 import random
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Subquery, Value, When
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -157,39 +163,54 @@ def _snapshot(annotation: Annotation) -> dict[str, Any]:
 # --- labels -----------------------------------------------------------------------------
 
 
-def annotation_save(
+class ClaimExpired(LabelConflict):
+    """The caller's claim on a queue item expired and another annotator took the item
+    over; their label was not saved."""
+
+
+@dataclass
+class _CheckedLabel:
+    trace: Trace
+    step: Step | None
+    fields: dict[str, Any]
+    queue: AnnotationQueue | None
+
+
+def _label_check(
     *,
-    user,
-    trace_id: uuid.UUID | str,
+    trace_id,
     step_seq: int | None,
     verdict: str,
-    category: str | None = None,
-    note: str = "",
-    corrected_call: dict[str, Any] | None = None,
-    score: float | None = None,
-    queue_id: int | None = None,
-    version: int | None = None,
-    role: str = Annotation.Role.HUMAN,
-) -> Annotation:
-    """Create or change ``user``'s label on a step (or, with ``step_seq`` None, on the
-    whole trace): validate everything first, then save, write the revision, mark the
-    user's queue assignment done, commit, and broadcast.
-
-    Changing an existing label needs the ``version`` the caller read: a different one
-    (or none) raises LabelConflict naming who changed it, and nothing is written.
-    A gold label is the one per step, whoever adjudicated it last.
-    """
+    category: str | None,
+    note: str,
+    corrected_call: dict[str, Any] | None,
+    score: float | None,
+    queue_id: int | None,
+    step: Step | None = None,
+) -> _CheckedLabel:
+    """Everything annotation_save checks before it writes; LabelError names the problem.
+    A ``step`` the caller already holds (with its trace) saves reading it again."""
     if verdict not in Verdict.values:
         raise LabelError(f"unknown verdict {verdict!r}; use good, bad or neutral")
-    try:
-        trace = Trace.objects.get(pk=trace_id)
-    except (Trace.DoesNotExist, ValueError, TypeError):
-        raise LabelError(f"unknown trace {trace_id}") from None
-    step = None
-    if step_seq is not None:
-        step = Step.objects.filter(trace_id=trace.id, seq=step_seq).first()
+    if step is not None:
+        trace = step.trace
+    elif step_seq is not None:
+        # One read for the step and its trace; the trace alone only to name the problem.
+        step = (
+            Step.objects.select_related("trace").filter(trace_id=trace_id, seq=step_seq).first()
+            if _is_uuid(trace_id)
+            else None
+        )
         if step is None:
-            raise LabelError(f"trace {trace.id} has no step #{step_seq}")
+            if not _is_uuid(trace_id) or not Trace.objects.filter(pk=trace_id).exists():
+                raise LabelError(f"unknown trace {trace_id}")
+            raise LabelError(f"trace {trace_id} has no step #{step_seq}")
+        trace = step.trace
+    else:
+        try:
+            trace = Trace.objects.get(pk=trace_id)
+        except (Trace.DoesNotExist, ValueError, TypeError, ValidationError):
+            raise LabelError(f"unknown trace {trace_id}") from None
     cat = category_get(category)
     call = (
         corrected_call_check(step=step, corrected_call=corrected_call) if corrected_call else None
@@ -210,54 +231,107 @@ def annotation_save(
         "corrected_call": call,
         "score": score,
     }
+    return _CheckedLabel(trace=trace, step=step, fields=fields, queue=queue)
+
+
+def _is_uuid(value) -> bool:
+    if isinstance(value, uuid.UUID):
+        return True
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def annotation_save(
+    *,
+    user,
+    trace_id: uuid.UUID | str,
+    step_seq: int | None,
+    verdict: str,
+    category: str | None = None,
+    note: str = "",
+    corrected_call: dict[str, Any] | None = None,
+    score: float | None = None,
+    queue_id: int | None = None,
+    version: int | None = None,
+    role: str = Annotation.Role.HUMAN,
+) -> Annotation:
+    """Create or change ``user``'s label on a step (or, with ``step_seq`` None, on the
+    whole trace): validate everything first, then save, write the revision, mark the
+    user's queue assignment done, commit, and broadcast.
+
+    Changing an existing label needs the ``version`` the caller read: a different one
+    (or none) raises LabelConflict naming who changed it, and nothing is written.
+    A gold label is the one per step, whoever adjudicated it last. A label for a queue
+    item whose claim expired and was taken over by someone else raises ClaimExpired.
+    """
+    checked = _label_check(
+        trace_id=trace_id,
+        step_seq=step_seq,
+        verdict=verdict,
+        category=category,
+        note=note,
+        corrected_call=corrected_call,
+        score=score,
+        queue_id=queue_id,
+    )
     with transaction.atomic():
-        lookup: dict[str, Any] = {"trace": trace, "step": step, "role": role}
-        if step is None or role != Annotation.Role.GOLD:
-            lookup["author"] = user
-        # Ordered by pk: the default ordering joins steps, which FOR UPDATE cannot take.
-        current = Annotation.objects.select_for_update().filter(**lookup).order_by("pk").first()
-        if current is None:
-            try:
-                with transaction.atomic():
-                    annotation = Annotation.objects.create(
-                        trace=trace, step=step, author=user, role=role, queue=queue, **fields
-                    )
-            except IntegrityError:
-                raise LabelConflict(
-                    "someone saved this label at the same moment; reload to see it"
-                ) from None
-        else:
-            if version is None or int(version) != current.version:
-                last = current.revisions.select_related("author").order_by("-version").first()
-                who = last.author.username if last else current.author.username
-                raise LabelConflict(
-                    f"this label was changed by {who} at {current.updated_at:%H:%M:%S} "
-                    f"(now version {current.version}, you sent "
-                    f"{'none' if version is None else version}); reload to see it — "
-                    "your change was not saved"
+        return _annotation_write(user=user, checked=checked, version=version, role=role)
+
+
+def _annotation_write(
+    *, user, checked: _CheckedLabel, version: int | None, role: str
+) -> Annotation:
+    """The writes of annotation_save; the caller holds the transaction."""
+    trace, step, fields, queue = checked.trace, checked.step, checked.fields, checked.queue
+    lookup: dict[str, Any] = {"trace": trace, "step": step, "role": role}
+    if step is None or role != Annotation.Role.GOLD:
+        lookup["author"] = user
+    # Ordered by pk: the default ordering joins steps, which FOR UPDATE cannot take.
+    current = Annotation.objects.select_for_update().filter(**lookup).order_by("pk").first()
+    if current is None:
+        try:
+            with transaction.atomic():
+                annotation = Annotation.objects.create(
+                    trace=trace, step=step, author=user, role=role, queue=queue, **fields
                 )
-            updated = Annotation.objects.filter(pk=current.pk, version=current.version).update(
-                **{k: v for k, v in fields.items() if k != "category"},
-                category=cat,
-                author=user,
-                version=F("version") + 1,
-                updated_at=timezone.now(),
-                queue=queue or current.queue,
+        except IntegrityError:
+            raise LabelConflict(
+                "someone saved this label at the same moment; reload to see it"
+            ) from None
+    else:
+        if version is None or int(version) != current.version:
+            last = current.revisions.select_related("author").order_by("-version").first()
+            who = last.author.username if last else current.author.username
+            raise LabelConflict(
+                f"this label was changed by {who} at {current.updated_at:%H:%M:%S} "
+                f"(now version {current.version}, you sent "
+                f"{'none' if version is None else version}); reload to see it — "
+                "your change was not saved"
             )
-            if updated != 1:
-                raise LabelConflict("this label changed while saving; reload to see it")
-            annotation = Annotation.objects.select_related("author", "category", "step").get(
-                pk=current.pk
-            )
-        AnnotationRevision.objects.create(
-            annotation=annotation,
-            version=annotation.version,
+        updated = Annotation.objects.filter(pk=current.pk, version=current.version).update(
+            **fields,
             author=user,
-            data=_snapshot(annotation),
+            version=F("version") + 1,
+            updated_at=timezone.now(),
+            queue=queue or current.queue,
         )
-        if step is not None and role == Annotation.Role.HUMAN:
-            _assignments_finish(user=user, step=step)
-        labels_broadcast(trace_id=trace.id, step=step)
+        if updated != 1:
+            raise LabelConflict("this label changed while saving; reload to see it")
+        annotation = Annotation.objects.select_related("author", "category", "step").get(
+            pk=current.pk
+        )
+    AnnotationRevision.objects.create(
+        annotation=annotation,
+        version=annotation.version,
+        author=user,
+        data=_snapshot(annotation),
+    )
+    if step is not None and role == Annotation.Role.HUMAN:
+        _assignments_finish(user=user, step=step, queue=queue)
+    labels_broadcast(trace_id=trace.id, step=step)
     return annotation
 
 
@@ -286,17 +360,65 @@ def annotation_adjudicate(
     )
 
 
-def _assignments_finish(*, user, step: Step) -> None:
+def _assignments_finish(*, user, step: Step, queue: AnnotationQueue | None) -> None:
+    """Mark the user's open assignments on ``step`` done and count them on their items.
+
+    The items are locked first (FOR NO KEY UPDATE, as the claim query locks them), then
+    the assignments are changed only while still open: a claim that another annotator
+    took over (before, or while this label was being saved) raises ClaimExpired and the
+    label rolls back. Three statements, whatever the outcome.
+    """
+    wanted = Q(assignments__status__in=QueueAssignment.OPEN)
+    if queue is not None:
+        wanted |= Q(assignments__queue=queue, assignments__status=QueueAssignment.Status.EXPIRED)
+    held = list(
+        _locked(QueueItem.objects.filter(step=step))
+        .filter(Q(assignments__user=user) & wanted)
+        .order_by("pk")
+        .values_list("pk", "assignments__status")
+    )
+    if any(status == QueueAssignment.Status.EXPIRED for _pk, status in held):
+        raise ClaimExpired(_claim_lost_message(user=user, item_id=held[0][0]))
+    item_ids = [pk for pk, _status in held]
+    if not item_ids:
+        return
     now = timezone.now()
-    for assignment in QueueAssignment.objects.select_for_update().filter(
-        user=user, item__step=step, status__in=QueueAssignment.OPEN
-    ):
-        QueueAssignment.objects.filter(pk=assignment.pk).update(
-            status=QueueAssignment.Status.DONE,
-            done_at=now,
-            claimed_at=assignment.claimed_at or now,
-        )
-        QueueItem.objects.filter(pk=assignment.item_id).update(done_count=F("done_count") + 1)
+    finished = QueueAssignment.objects.filter(
+        user=user, item_id__in=item_ids, status__in=QueueAssignment.OPEN
+    ).update(
+        status=QueueAssignment.Status.DONE,
+        done_at=now,
+        claimed_at=Coalesce(F("claimed_at"), Value(now)),
+    )
+    if finished != len(item_ids):
+        raise ClaimExpired(_claim_lost_message(user=user, item_id=item_ids[0]))
+    QueueItem.objects.filter(pk__in=item_ids).update(done_count=F("done_count") + 1)
+
+
+def _claim_lost_message(*, user, item_id: int) -> str:
+    minutes = settings.TOOLTRAIL_ANNOTATION_CLAIM_MINUTES
+    taker = (
+        QueueAssignment.objects.filter(item_id=item_id)
+        .exclude(user=user)
+        .exclude(status__in=(QueueAssignment.Status.SKIPPED, QueueAssignment.Status.EXPIRED))
+        .select_related("user")
+        .order_by("-claimed_at")
+        .first()
+    )
+    who = taker.user.username if taker else "another annotator"
+    return (
+        f"your claim on this item expired (claims last {minutes:g} minutes) and {who} "
+        "has taken it over; your label was not saved"
+    )
+
+
+def _locked(qs):
+    """``qs`` locking its own rows where the database can (PostgreSQL): FOR NO KEY UPDATE,
+    as the claim query locks items, which does not stop other transactions inserting
+    assignments that point at them."""
+    if connection.vendor != "postgresql":
+        return qs  # SQLite: a write transaction locks the whole database
+    return qs.select_for_update(no_key=True, of=("self",))
 
 
 # --- queues -----------------------------------------------------------------------------
@@ -486,59 +608,174 @@ def queue_create_from_failures(
     )
 
 
-def _claimable(queue: AnnotationQueue, user):
-    mine = QueueAssignment.objects.filter(queue=queue, user=user).values("item_id")
-    qs = (
-        QueueItem.objects.filter(queue=queue, is_full=False)
-        .exclude(id__in=mine)
-        .order_by("position")
+def claim_cutoff(now: datetime | None = None) -> datetime | None:
+    """Claims made before this have expired (TOOLTRAIL_ANNOTATION_CLAIM_MINUTES; None
+    when claims never expire)."""
+    minutes = settings.TOOLTRAIL_ANNOTATION_CLAIM_MINUTES
+    if not minutes or minutes <= 0:
+        return None
+    return (now or timezone.now()) - timedelta(minutes=minutes)
+
+
+# The claim query, in SQL: the ORM took ~4 ms of CPU to compile it (more than the
+# database takes to run it) and it runs on every key press. Two candidates, each found
+# by its own index and locked with SKIP LOCKED where the database can (PostgreSQL):
+# an item whose claim expired (the expired claim row is locked, so two annotators never
+# take over the same one), else the first item with a free slot; never an item the
+# user holds or held.
+_EXPIRED_SQL = """(
+    SELECT a.item_id FROM {assignment} a INNER JOIN {item} i ON i.id = a.item_id
+    WHERE a.queue_id = %s AND a.status = %s AND a.claimed_at < %s AND a.user_id <> %s
+      AND i.is_full AND a.item_id NOT IN ({mine})
+    ORDER BY a.position LIMIT 1 {lock_expired})"""
+_FRESH_SQL = """(
+    SELECT i.id FROM {item} i
+    WHERE i.queue_id = %s AND NOT i.is_full AND i.id NOT IN ({mine})
+    ORDER BY i.position LIMIT 1 {lock_fresh})"""
+_MINE_SQL = "SELECT m.item_id FROM {assignment} m WHERE m.queue_id = %s AND m.user_id = %s"
+
+
+def _claim_candidate(queue: AnnotationQueue, user, cutoff: datetime | None):
+    """One query for the item to claim (the SQL above), with its step, trace and
+    suggestion for the page; None when nothing is free for the user."""
+    names = {
+        "assignment": connection.ops.quote_name(QueueAssignment._meta.db_table),
+        "item": connection.ops.quote_name(QueueItem._meta.db_table),
+    }
+    names["mine"] = _MINE_SQL.format(**names)
+    lock = connection.vendor == "postgresql"  # SQLite locks the whole database instead
+    names["lock_expired"] = "FOR NO KEY UPDATE OF a SKIP LOCKED" if lock else ""
+    names["lock_fresh"] = "FOR NO KEY UPDATE OF i SKIP LOCKED" if lock else ""
+    fresh_params = [queue.id, queue.id, user.id]
+    sql, params = _FRESH_SQL.format(**names), fresh_params
+    if cutoff is not None:
+        when = connection.ops.adapt_datetimefield_value(cutoff)
+        expired = [queue.id, QueueAssignment.Status.CLAIMED, when, user.id, queue.id, user.id]
+        sql = f"COALESCE({_EXPIRED_SQL.format(**names)}, {sql})"
+        params = expired + params
+    return (
+        QueueItem.objects.filter(id=RawSQL(sql, params))
+        .select_related("step", "trace", "suggestion__category")
+        .order_by()
+        .first()
     )
-    if connection.features.has_select_for_update_skip_locked:
-        # Two annotators asking at once take different rows instead of queueing.
-        qs = qs.select_for_update(skip_locked=True)
-    return qs
+
+
+def _claim_take_over(*, item: QueueItem, user, cutoff: datetime, now: datetime) -> bool:
+    """Mark one expired claim on ``item`` (not the user's) as expired; False if there is
+    none any more (its holder labelled it meanwhile)."""
+    expired = (
+        QueueAssignment.objects.filter(
+            item=item, status=QueueAssignment.Status.CLAIMED, claimed_at__lt=cutoff
+        )
+        .exclude(user=user)
+        .order_by("claimed_at", "pk")
+        .values("pk")[:1]
+    )
+    return bool(
+        QueueAssignment.objects.filter(
+            pk__in=Subquery(expired), status=QueueAssignment.Status.CLAIMED
+        ).update(status=QueueAssignment.Status.EXPIRED, done_at=now)
+    )
 
 
 def queue_next(*, queue: AnnotationQueue, user) -> QueueAssignment | None:
     """The caller's current item, claiming the next free one if they hold none; None
-    when nothing is left for them. Safe under concurrency: an item is claimed by a
-    conditional update of its claim count, so no more than ``overlap`` people ever hold
-    it, and each at most once (a unique constraint)."""
-    now = timezone.now()
+    when nothing is left for them. The assignment comes with its item, step and trace.
+
+    Safe under concurrency: an item is claimed by a conditional update of its claim
+    count, so no more than ``overlap`` people ever hold it, and each at most once (a
+    unique constraint). A pull-next claim older than TOOLTRAIL_ANNOTATION_CLAIM_MINUTES
+    is taken over by the next annotator who asks (its holder's assignment becomes
+    ``expired``); the item's claim count does not change.
+    """
     with transaction.atomic():
-        own = (
-            QueueAssignment.objects.filter(queue=queue, user=user, status__in=QueueAssignment.OPEN)
-            .order_by("position")
-            .select_related("item")
-            .first()
-        )
-        if own is not None:
-            if own.claimed_at is None:
-                own.claimed_at = now
-                own.save(update_fields=["claimed_at"])
-            return own
-        if queue.assignment == AnnotationQueue.Assignment.ROUND_ROBIN:
+        return _queue_claim(queue=queue, user=user)
+
+
+def _queue_claim(*, queue: AnnotationQueue, user) -> QueueAssignment | None:
+    """queue_next's work; the caller holds the transaction."""
+    now = timezone.now()
+    own = (
+        QueueAssignment.objects.filter(queue=queue, user=user, status__in=QueueAssignment.OPEN)
+        .order_by("position")
+        .select_related("item__step", "item__trace", "item__suggestion__category")
+        .first()
+    )
+    if own is not None:
+        if own.claimed_at is None:
+            own.claimed_at = now
+            own.save(update_fields=["claimed_at"])
+        return own
+    if queue.assignment == AnnotationQueue.Assignment.ROUND_ROBIN:
+        return None
+    cutoff = claim_cutoff(now)
+    for _attempt in range(20):
+        item = _claim_candidate(queue, user, cutoff)
+        if item is None:
             return None
-        for _attempt in range(20):
-            item = _claimable(queue, user).first()
-            if item is None:
-                return None
+        if item.is_full:
+            # Chosen for its expired claim: one holder out, one in; claims unchanged.
+            taken = cutoff is not None and _claim_take_over(
+                item=item, user=user, cutoff=cutoff, now=now
+            )
+        else:
             taken = QueueItem.objects.filter(pk=item.pk, claims__lt=queue.overlap).update(
                 claims=F("claims") + 1,
                 is_full=Case(
                     When(claims__gte=queue.overlap - 1, then=Value(True)), default=Value(False)
                 ),
             )
-            if taken:
-                return QueueAssignment.objects.create(
-                    item=item,
-                    queue=queue,
-                    user=user,
-                    position=item.position,
-                    status=QueueAssignment.Status.CLAIMED,
-                    claimed_at=now,
-                )
+        if taken:
+            return QueueAssignment.objects.create(
+                item=item,
+                queue=queue,
+                user=user,
+                position=item.position,
+                status=QueueAssignment.Status.CLAIMED,
+                claimed_at=now,
+            )
     return None
+
+
+def queue_item_label(
+    *,
+    queue: AnnotationQueue,
+    assignment: QueueAssignment,
+    user,
+    verdict: str,
+    category: str | None = None,
+    note: str = "",
+    corrected_call: dict[str, Any] | None = None,
+    version: int | None = None,
+    claim_next: bool = True,
+) -> tuple[Annotation, QueueAssignment | None]:
+    """One key press of the annotator: save their label on the item ``assignment``
+    holds (read with ``item__step__trace``) and, with ``claim_next``, claim their next
+    item, in one transaction (one commit). Checks as annotation_save does; raises
+    LabelError, LabelConflict or ClaimExpired (the claim was taken over) with nothing
+    saved."""
+    if assignment.status == QueueAssignment.Status.EXPIRED:
+        raise ClaimExpired(_claim_lost_message(user=user, item_id=assignment.item_id))
+    step = assignment.item.step
+    checked = _label_check(
+        trace_id=step.trace_id,
+        step_seq=step.seq,
+        verdict=verdict,
+        category=category,
+        note=note,
+        corrected_call=corrected_call,
+        score=None,
+        queue_id=None,
+        step=step,
+    )
+    checked.queue = queue
+    with transaction.atomic():
+        annotation = _annotation_write(
+            user=user, checked=checked, version=version, role=Annotation.Role.HUMAN
+        )
+        following = _queue_claim(queue=queue, user=user) if claim_next else None
+    return annotation, following
 
 
 def queue_skip(*, queue: AnnotationQueue, user, item_id: int) -> None:
@@ -550,6 +787,10 @@ def queue_skip(*, queue: AnnotationQueue, user, item_id: int) -> None:
             .first()
         )
         if assignment is None:
+            if QueueAssignment.objects.filter(
+                queue=queue, user=user, item_id=item_id, status=QueueAssignment.Status.EXPIRED
+            ).exists():
+                raise QueueError(_claim_lost_message(user=user, item_id=item_id))
             raise QueueError("you hold no such item in this queue")
         assignment.status = QueueAssignment.Status.SKIPPED
         assignment.done_at = timezone.now()

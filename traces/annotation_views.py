@@ -9,10 +9,11 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 
 from tooltrail.api import ApiError, api_view, json_body
@@ -34,15 +35,18 @@ from .annotation_selectors import (
     queue_get_for_user,
     queue_payload,
     queue_progress,
+    queue_progress_for_user,
     queues_for_user,
 )
 from .annotation_services import (
+    ClaimExpired,
     LabelConflict,
     LabelError,
     QueueError,
     annotation_payload,
     annotation_save,
     queue_create,
+    queue_item_label,
     queue_next,
     queue_previous,
     queue_skip,
@@ -181,27 +185,37 @@ def _item_context(
     request: HttpRequest, queue: AnnotationQueue, assignment: QueueAssignment | None, **extra
 ) -> dict:
     """What the annotator sees beside one item: the step, the trace so far, the tool's
-    schema, their own label (to edit), the judge's suggestion and their progress."""
+    schema, their own label (to edit), the judge's suggestion and their progress.
+
+    This renders on every key press, so it reads little: one query for all the
+    progress figures, the item as ``queue_next`` loaded it (with step, trace and
+    suggestion), one for the earlier steps and one for the user's labels on the step
+    and on the trace."""
     user = request.user
     context: dict[str, Any] = {"queue": queue, "assignment": assignment, **extra}
-    mine = QueueAssignment.objects.filter(queue=queue, user=user)
-    context["mine_done"] = mine.filter(status=QueueAssignment.Status.DONE).count()
-    context["counts"] = queue_counts(queue_ids=[queue.id], overlaps={queue.id: queue.overlap})[
-        queue.id
-    ]
+    progress = queue_progress_for_user(queue=queue, user=user)
+    context["mine_done"] = progress["mine_done"]
+    context["counts"] = progress
     context["categories"] = _categories()
     if assignment is None:
         return context
-    item = QueueItem.objects.select_related("trace", "step", "suggestion__category").get(
-        pk=assignment.item_id
-    )
+    item = assignment.item
     step = item.step
     earlier = list(
         Step.objects.filter(trace_id=item.trace_id, seq__lt=step.seq)
         .defer("input", "metadata")
         .order_by("seq")
     )
-    label = Annotation.objects.filter(step=step, author=user, role=Annotation.Role.HUMAN).first()
+    own_labels = {
+        a.step_id: a
+        for a in Annotation.objects.filter(
+            Q(step=step) | Q(step=None),
+            trace_id=item.trace_id,
+            author=user,
+            role=Annotation.Role.HUMAN,
+        ).select_related("category")
+    }
+    label = own_labels.get(step.id)
     suggestion = getattr(item, "suggestion", None)
     context.update(
         {
@@ -225,7 +239,7 @@ def _item_context(
             if suggestion
             else "",
             "current": _current_values(label, extra.get("posted")),
-            "trace_label": _trace_label(item.trace_id, user),
+            "trace_label": own_labels.get(None),
             "verdicts": Verdict.choices,
         }
     )
@@ -292,7 +306,7 @@ def annotate_label_view(request: HttpRequest, queue_id: int, item_id: int) -> Ht
     _require(request, "traces.annotate", "label steps")
     assignment = (
         QueueAssignment.objects.filter(queue=queue, user=request.user, item_id=item_id)
-        .select_related("item__step")
+        .select_related("item__step__trace")
         .first()
     )
     if assignment is None:
@@ -306,20 +320,26 @@ def annotate_label_view(request: HttpRequest, queue_id: int, item_id: int) -> Ht
         }
     version = post.get("version") or None
     try:
-        # One transaction for the label and the next claim: one commit per key press.
-        with transaction.atomic():
-            annotation_save(
-                user=request.user,
-                trace_id=assignment.item.trace_id,
-                step_seq=assignment.item.step.seq,
-                verdict=post.get("verdict", ""),
-                category=post.get("category") or None,
-                note=post.get("note", ""),
-                corrected_call=call,
-                queue_id=queue.id,
-                version=int(version) if version and version.isdigit() else None,
-            )
-            following = queue_next(queue=queue, user=request.user) if request.htmx else None
+        # The label and the next claim share one transaction: one commit per key press.
+        _label, following = queue_item_label(
+            queue=queue,
+            assignment=assignment,
+            user=request.user,
+            verdict=post.get("verdict", ""),
+            category=post.get("category") or None,
+            note=post.get("note", ""),
+            corrected_call=call,
+            version=int(version) if version and version.isdigit() else None,
+            claim_next=bool(request.htmx),
+        )
+    except ClaimExpired as exc:
+        # Someone else has the item now: say so, and go on to the next one.
+        if not request.htmx:
+            messages.error(request, capfirst(str(exc)))
+            return redirect(reverse("traces:annotate", args=[queue.id]))
+        return _annotate_response(
+            request, queue, queue_next(queue=queue, user=request.user), error=capfirst(str(exc))
+        )
     except (LabelError, LabelConflict) as exc:
         status = 409 if isinstance(exc, LabelConflict) else 400
         # htmx swaps only 2xx answers: the item comes back with the message on it.
@@ -512,7 +532,7 @@ def api_queues(request: HttpRequest) -> JsonResponse:
 
 
 def _item_payload(assignment: QueueAssignment) -> dict[str, Any]:
-    item = QueueItem.objects.select_related("step").get(pk=assignment.item_id)
+    item = assignment.item  # queue_next loads it with its step
     suggestion = getattr(item, "suggestion", None)
     return {
         "id": item.id,

@@ -22,6 +22,7 @@ from django.db.models.functions import Cast, Coalesce, Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from .annotation_models import Annotation, Verdict
 from .models import SavedFilter, Step, StepBlob, Trace, TraceTag
 
 
@@ -67,6 +68,7 @@ class TraceFilters:
     max_duration: float | None = None
     min_tokens: int | None = None
     max_tokens: int | None = None
+    annotation: str = ""  # one of ANNOTATION_STATES
 
     FIELDS = [
         "status",
@@ -83,6 +85,7 @@ class TraceFilters:
         "max_duration",
         "min_tokens",
         "max_tokens",
+        "annotation",
     ]
 
     def as_query(self) -> dict[str, str]:
@@ -98,6 +101,17 @@ class TraceFilters:
     @property
     def active(self) -> bool:
         return bool(self.as_query())
+
+
+# The trace list's ``annotation`` filter: what people's labels (human or gold, on any
+# step or on the trace itself) say about a trace.
+ANNOTATION_STATES = {
+    "any": "labelled",
+    "none": "not labelled",
+    "good": "labelled, no bad verdict",
+    "bad": "a bad verdict",
+    "has_correction": "a corrected call",
+}
 
 
 def _parse_when(name: str, raw: str) -> datetime:
@@ -138,6 +152,8 @@ def trace_filters_parse(params) -> TraceFilters:
             values[name] = int(raw)
         elif name == "status" and raw not in Trace.Status.values:
             raise FilterError(f"status must be one of {', '.join(Trace.Status.values)}")
+        elif name == "annotation" and raw not in ANNOTATION_STATES:
+            raise FilterError(f"annotation must be one of {', '.join(ANNOTATION_STATES)}")
         else:
             values[name] = raw
     return TraceFilters(**values)
@@ -229,7 +245,27 @@ def trace_filter(*, filters: TraceFilters) -> QuerySet[Trace]:
         qs = qs.filter(
             Exists(_search_steps(f.q).filter(trace=OuterRef("pk"))) | Q(input__icontains=f.q)
         )
+    if f.annotation:
+        qs = _filter_by_annotation(qs, f.annotation)
     return qs
+
+
+def _filter_by_annotation(qs: QuerySet[Trace], state: str) -> QuerySet[Trace]:
+    """Traces whose labels are in ``state`` (ANNOTATION_STATES): EXISTS over the
+    trace's labels, by the annotation table's trace index."""
+    labels = Annotation.objects.filter(trace=OuterRef("pk"))
+    bad = Exists(labels.filter(verdict=Verdict.BAD))
+    if state == "any":
+        return qs.filter(Exists(labels))
+    if state == "none":
+        return qs.filter(~Exists(labels))
+    if state == "good":
+        return qs.filter(Exists(labels.filter(verdict=Verdict.GOOD)) & ~bad)
+    if state == "bad":
+        return qs.filter(bad)
+    if state == "has_correction":
+        return qs.filter(Exists(labels.filter(corrected_call__isnull=False)))
+    raise FilterError(f"annotation must be one of {', '.join(ANNOTATION_STATES)}")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from .diff import tool_calls_diff
 from .models import Step, Trace
 from .rendering import tree_html
 from .selectors import (
+    ANNOTATION_STATES,
     FilterError,
     TraceFilters,
     TracePage,
@@ -83,6 +84,7 @@ def trace_list_view(request: HttpRequest) -> HttpResponse:
             "query": urlencode(query),
             "error": error,
             "statuses": Trace.Status.choices,
+            "annotation_states": list(ANNOTATION_STATES.items()),
             "choices": trace_filter_choices(),
             "saved_filters": saved_filters_for_user(user=request.user),
             "can_change": request.user.has_perm("traces.change_trace"),

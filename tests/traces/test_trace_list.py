@@ -200,3 +200,35 @@ def test_a_trace_sums_its_calls_errors_and_cost(client, viewer):
     page = client.get(f"/traces/{trace.id}/").content.decode()
     assert '<dd id="summary-errors" data-testid="error-count">1</dd>' in page
     assert "$4.0000" in page
+
+
+def test_the_list_filters_by_annotation_state(client, viewer, traces, make_user):
+    from traces.annotation_services import annotation_save
+    from traces.taxonomy import error_categories_seed
+
+    error_categories_seed()
+    alpha, beta, gamma = traces
+    ana = make_user("ana")
+    call = Step.objects.get(trace=alpha, kind="tool_call")
+    call.metadata = {"schema": {"type": "object", "properties": {"expression": {"type": "string"}}}}
+    call.save(update_fields=["metadata"])
+    annotation_save(
+        user=ana,
+        trace_id=alpha.id,
+        step_seq=call.seq,
+        verdict="bad",
+        corrected_call={"name": "calculator", "arguments": {"expression": "17*23"}},
+    )
+    annotation_save(user=ana, trace_id=alpha.id, step_seq=1, verdict="good")
+    annotation_save(user=ana, trace_id=gamma.id, step_seq=None, verdict="good", score=1.0)
+    assert names(client, "annotation=any") == ["gamma", "alpha"]
+    assert names(client, "annotation=none") == ["beta"]
+    assert names(client, "annotation=good") == ["gamma"]  # alpha has a bad step too
+    assert names(client, "annotation=bad") == ["alpha"]
+    assert names(client, "annotation=has_correction") == ["alpha"]
+    # The page offers it, keeps the choice, and lists the same traces.
+    page = client.get("/traces/?annotation=none").content.decode()
+    assert '<option value="none" selected>' in page
+    assert "beta" in page and "alpha" not in page and "gamma" not in page
+    bad = client.get("/traces/?annotation=maybe")
+    assert bad.status_code == 400 and "annotation must be one of" in bad.content.decode()
