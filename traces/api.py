@@ -124,6 +124,10 @@ class TraceListQuery(Schema):
     tag: str | None = _filter("runs with this tag")
     q: str | None = _filter("words in the input, or in a step's input, output or error")
     otel_trace_id: str | None = _filter("the OpenTelemetry trace id (hex) of an ingested run")
+    annotation: str | None = _filter(
+        "labels on the run's steps: any (labelled), none (unlabelled), good (good verdicts "
+        "and no bad one), bad (at least one bad verdict), has_correction (a corrected call)"
+    )
     since: str | None = _filter("created at or after: a date (YYYY-MM-DD) or ISO 8601 date-time")
     until: str | None = _filter("created before: a date (the whole day) or ISO 8601 date-time")
     min_duration: str | None = _filter("seconds, at least")
