@@ -84,6 +84,15 @@ def _workspace(rows: int, width: int, device) -> torch.Tensor:
     return buf[:, :width]
 
 
+def output_flat(out: torch.Tensor | None, numel: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """The flat result tensor: ``out`` (the driver's reused buffer) if given, else a new one."""
+    if out is None:
+        return torch.empty(numel, dtype=dtype, device=device)
+    if out.numel() != numel or out.dtype != dtype or out.device != torch.device(device):
+        raise ValueError(f"output buffer is {out.numel()} x {out.dtype} on {out.device}")
+    return out.view(-1)
+
+
 def _chunks(numel: int, size: int = CHUNK_ELEMENTS):
     for start in range(0, numel, size):
         yield start, min(numel, start + size)
