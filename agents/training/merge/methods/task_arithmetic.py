@@ -14,7 +14,15 @@ from collections.abc import Sequence
 import torch
 
 from .base import REQUIRED, MergeMethod, TensorJob
-from .streaming import CHUNK_ELEMENTS, Release, _map_chunks, _workspace, output_flat, stream_select
+from .streaming import (
+    CHUNK_ELEMENTS,
+    ELEMENTWISE_CHUNK,
+    Release,
+    _map_chunks,
+    _workspace,
+    output_flat,
+    stream_select,
+)
 
 
 class Keeper:
@@ -326,7 +334,13 @@ def merge_deltas(
             mixed.mul_(lambda_)
         out[start:end].copy_(mixed.add_(bc))  # = bc + mixed rounded once; faster than mixed dtypes
 
-    _map_chunks(chunk, numel, parallel=all(k.stateless for k in keepers), release=release)
+    _map_chunks(
+        chunk,
+        numel,
+        parallel=all(k.stateless for k in keepers),
+        release=release,
+        size=ELEMENTWISE_CHUNK,
+    )
     return out.view(base.shape)
 
 
