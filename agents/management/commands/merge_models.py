@@ -30,6 +30,9 @@ def _size(text: str) -> int:
 
 class Command(BaseCommand):
     help = "Merge fine-tuned models described by a mergekit-style YAML file into OUTPUT_DIR."
+    # The merge touches no database, URL or model of ours: Django's system checks
+    # (which import every URLconf and view, torch's users included) only cost start-up.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser):
         parser.add_argument("config", help="merge config (mergekit YAML format)")

@@ -347,8 +347,12 @@ def test_ties_and_pcb_stream_exactly_over_large_bf16_tensors():
         rescale=False,
         release=lambda start, end: released.append((start, end)),
     )
-    # the driver's page-release hook saw every element after each pass
-    assert sum(end - start for start, end in set(released)) == base.numel()
+    # the driver's page-release hook saw every element after each pass (passes may
+    # chunk differently): each element released as many times as any other, at least once
+    times = torch.zeros(base.numel(), dtype=torch.int32)
+    for start, end in released:
+        times[start:end] += 1
+    assert int(times.min()) == int(times.max()) >= 1
     deltas = [keep_top(x - b, d) for x, d in zip(xs, densities, strict=True)]
     torch.testing.assert_close(got, b + ties_mix(deltas, weights, True), atol=ATOL, rtol=0)
 

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from agents.training import jobs
+from agents.training.artifacts import artifacts_dir
 from agents.training.chat_format import flatten_messages, parse_reply
 from agents.training.models import Job, ModelArtifact
+from agents.training.sft import work_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -22,6 +25,24 @@ CALC = {
         "parameters": {"type": "object", "properties": {"e": {"type": "string"}}},
     },
 }
+
+
+def sft_export(tmp_path: Path) -> Path:
+    """A tiny SFT export (four one-turn conversations), as ``export_dataset`` writes it."""
+    data = tmp_path / "export"
+    data.mkdir()
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Say {word}"},
+                {"role": "assistant", "content": f"{word} {word} {word}"},
+            ],
+            "trace_id": word,
+        }
+        for word in ("apple", "river", "stone", "cloud")
+    ]
+    (data / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return data
 
 
 def test_tool_calls_are_written_and_read_back_the_same_way():
@@ -56,19 +77,7 @@ def test_tool_calls_are_written_and_read_back_the_same_way():
 def test_a_tiny_lora_run_lowers_the_loss_and_saves_an_artifact(smollm2, settings, tmp_path, capsys):
     assert smollm2.parameters == 134515008 and smollm2.dtype == "float32"
     capsys.readouterr()
-    data = tmp_path / "export"
-    data.mkdir()
-    rows = [
-        {
-            "messages": [
-                {"role": "user", "content": f"Say {word}"},
-                {"role": "assistant", "content": f"{word} {word} {word}"},
-            ],
-            "trace_id": word,
-        }
-        for word in ("apple", "river", "stone", "cloud")
-    ]
-    (data / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = sft_export(tmp_path)
 
     call_command(
         "job_run",
@@ -104,3 +113,56 @@ def test_a_tiny_lora_run_lowers_the_loss_and_saves_an_artifact(smollm2, settings
     )
     job = Job.objects.get(pk=out["job"])
     assert len(job.metrics["loss_series"]) == 8
+
+
+@pytest.mark.timeout(900)
+def test_a_cancelled_run_keeps_its_checkpoint_and_a_resumed_run_continues_from_it(
+    smollm2, tmp_path, monkeypatch
+):
+    config = {
+        "base": "smol",
+        "dataset": str(sft_export(tmp_path)),
+        "steps": 4,
+        "lora_r": 4,
+        "learning_rate": 0.003,
+        "batch_size": 4,
+        "max_length": 64,
+        "seed": 0,
+    }
+    cut = jobs.job_create(kind=Job.Kind.SFT, name="smol-cut", config=config)
+    # A user presses cancel while step 2 is being reported: the real cancel service,
+    # called at a known step so the test does not depend on timing.
+    report = jobs.JobContext.progress
+
+    def progress(self, fraction, message=""):
+        report(self, fraction, message)
+        if self.job.pk == cut.pk and message == "step 2/4":
+            jobs.job_cancel(job_id=cut.pk)
+
+    monkeypatch.setattr(jobs.JobContext, "progress", progress)
+
+    jobs.job_run(job_id=cut.pk)
+
+    cut.refresh_from_db()
+    assert cut.status == Job.Status.CANCELLED
+    assert "checkpoint is kept" in cut.error
+    assert len(cut.metrics["loss_series"]) == 2  # it stopped within one optimizer step
+    kept = sorted(p.name for p in (work_dir(cut) / "checkpoints").glob("checkpoint-*"))
+    assert kept == ["checkpoint-2"]
+    assert cut.output is None and not ModelArtifact.objects.filter(name="smol-cut").exists()
+    assert not any("smol-cut" in p.name for p in artifacts_dir().iterdir())  # nor a .partial
+
+    resumed = jobs.job_create(
+        kind=Job.Kind.SFT, name="smol-resumed", config={**config, "resume_from": cut.pk}
+    )
+    jobs.job_run(job_id=resumed.pk)
+
+    resumed.refresh_from_db()
+    assert resumed.status == Job.Status.SUCCEEDED, resumed.error
+    assert "checkpoint-2" in resumed.log
+    # steps 3 and 4 only: it went on from the checkpoint, not from step 0
+    assert len(resumed.metrics["loss_series"]) == 2
+    assert "step 3/4" in resumed.log and "step 1/4" not in resumed.log
+    artifact = ModelArtifact.objects.get(name="smol-resumed")
+    assert resumed.output == artifact
+    assert (Path(artifact.path) / "adapter" / "adapter_config.json").is_file()

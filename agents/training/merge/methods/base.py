@@ -69,6 +69,11 @@ class TensorJob:
     seed: int
     state: Any  # what the method's ``prepare`` returned
     load: Callable[[Path], torch.Tensor]
+    # The driver's reused buffer for the result (numel x out_dtype on device), or None.
+    # A method may write its result there instead of allocating: the driver writes
+    # each result out before the next tensor, and reusing one buffer saves the
+    # page faults and zeroing of a fresh tensor-sized allocation each time.
+    out: torch.Tensor | None = None
 
     def generator(self, index: int) -> torch.Generator:
         return rng_for(seed=self.seed, name=self.name, index=index)

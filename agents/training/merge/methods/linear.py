@@ -9,7 +9,7 @@ import torch
 
 from ..errors import MergeError
 from .base import REQUIRED, MergeMethod, TensorJob
-from .streaming import Release, _map_chunks, _workspace
+from .streaming import Release, _map_chunks, _workspace, output_flat
 
 
 class Linear(MergeMethod):
@@ -37,6 +37,7 @@ class Linear(MergeMethod):
             normalize=job.shared["normalize"],
             device=job.device,
             out_dtype=job.out_dtype,
+            out=job.out,
             release=job.release,
         )
 
@@ -48,6 +49,7 @@ def linear(
     normalize: bool = True,
     device: torch.device | None = None,
     out_dtype: torch.dtype = torch.float32,
+    out: torch.Tensor | None = None,
     release: Release | None = None,
 ) -> torch.Tensor:
     """Weighted average: sum(w_i x_i) / sum(w_i) (without the division if not normalize).
@@ -56,7 +58,7 @@ def linear(
     """
     device = device or tensors[0].device
     flats = [x.reshape(-1) for x in tensors]
-    out = torch.empty(flats[0].numel(), dtype=out_dtype, device=device)
+    out = output_flat(out, flats[0].numel(), out_dtype, device)
     total = sum(weights)
 
     def chunk(start: int, end: int) -> None:

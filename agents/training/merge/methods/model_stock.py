@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from .base import MergeMethod, TensorJob
-from .streaming import CHUNK_ELEMENTS, Release, _map_chunks
+from .streaming import CHUNK_ELEMENTS, Release, _map_chunks, output_flat
 
 
 class ModelStock(MergeMethod):
@@ -31,6 +31,7 @@ class ModelStock(MergeMethod):
             filter_wise=job.shared["filter_wise"],
             device=job.device,
             out_dtype=job.out_dtype,
+            out=job.out,
             release=job.release,
         )
 
@@ -64,6 +65,7 @@ def model_stock(
     filter_wise: bool = False,
     device: torch.device | None = None,
     out_dtype: torch.dtype = torch.float32,
+    out: torch.Tensor | None = None,
     release: Release | None = None,
 ) -> torch.Tensor:
     """Model Stock of ``others`` around ``base`` (fp32 arithmetic, rounded once)."""
@@ -72,7 +74,7 @@ def model_stock(
     cols = base.shape[-1] if base.dim() else 1
     b_flat = base.reshape(-1)
     xs = [x.reshape(-1) for x in others]
-    out = torch.empty(numel, dtype=out_dtype, device=device)
+    out = output_flat(out, numel, out_dtype, device)
     if numel == 0:
         return out.view(base.shape)
 

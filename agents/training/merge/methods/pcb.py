@@ -9,7 +9,7 @@ import torch
 
 from ..errors import MergeError
 from .base import MergeMethod, TensorJob
-from .streaming import Release, _map_chunks, stream_select
+from .streaming import Release, _map_chunks, output_flat, stream_select
 
 
 class Pcb(MergeMethod):
@@ -35,6 +35,7 @@ class Pcb(MergeMethod):
             lambda_=job.shared["lambda"],
             device=job.device,
             out_dtype=job.out_dtype,
+            out=job.out,
             release=job.release,
         )
 
@@ -54,6 +55,7 @@ def pcb(
     outlier_ratio: float = 1e-4,
     device: torch.device | None = None,
     out_dtype: torch.dtype = torch.float32,
+    out: torch.Tensor | None = None,
     release: Release | None = None,
 ) -> torch.Tensor:
     """Parameter Competition Balancing (Du et al., 2024), per tensor.
@@ -74,7 +76,7 @@ def pcb(
     n, numel = len(others), base.numel()
     b_flat = base.reshape(-1)
     xs = [x.reshape(-1) for x in others]
-    out = torch.empty(numel, dtype=out_dtype, device=device)
+    out = output_flat(out, numel, out_dtype, device)
     if numel == 0:
         return out.view(base.shape)
 

@@ -7,7 +7,7 @@ import math
 import torch
 
 from .base import REQUIRED, MergeMethod, TensorJob
-from .streaming import Release, _map_chunks
+from .streaming import Release, _map_chunks, output_flat
 
 
 class Slerp(MergeMethod):
@@ -22,6 +22,7 @@ class Slerp(MergeMethod):
             job.shared["t"],
             device=job.device,
             out_dtype=job.out_dtype,
+            out=job.out,
             release=job.release,
         )
 
@@ -35,6 +36,7 @@ def slerp(
     eps: float = 1e-8,
     device: torch.device | None = None,
     out_dtype: torch.dtype = torch.float32,
+    out: torch.Tensor | None = None,
     release: Release | None = None,
 ) -> torch.Tensor:
     """Spherical interpolation of the whole tensor: t=0 gives base, t=1 gives other.
@@ -64,7 +66,7 @@ def slerp(
         sin_theta = math.sin(theta)
         coef_a = math.sin((1 - t) * theta) / sin_theta
         coef_b = math.sin(t * theta) / sin_theta
-    out = torch.empty(a.numel(), dtype=out_dtype, device=device)
+    out = output_flat(out, a.numel(), out_dtype, device)
 
     def chunk(start: int, end: int) -> None:
         x = torch.mul(a[start:end].to(device=device, dtype=torch.float32), coef_a)

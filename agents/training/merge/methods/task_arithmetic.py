@@ -14,7 +14,15 @@ from collections.abc import Sequence
 import torch
 
 from .base import REQUIRED, MergeMethod, TensorJob
-from .streaming import CHUNK_ELEMENTS, Release, _map_chunks, _workspace, stream_select
+from .streaming import (
+    CHUNK_ELEMENTS,
+    ELEMENTWISE_CHUNK,
+    Release,
+    _map_chunks,
+    _workspace,
+    output_flat,
+    stream_select,
+)
 
 
 class Keeper:
@@ -265,6 +273,7 @@ def merge_deltas(
     device: torch.device,
     out_dtype: torch.dtype,
     release: Release | None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The shared core: sparsify each task vector with its keeper, optionally
     L1-rescale, weight, elect signs (``consensus``) and add to the base."""
@@ -282,7 +291,7 @@ def merge_deltas(
     # With positive weights a zero divisor means nothing agreed (mixed == 0), so a
     # tiny floor gives mergekit's "divide by 1" result without a boolean mask.
     floor_divisor = all(w > 0 for w in weights)
-    out = torch.empty(numel, dtype=out_dtype, device=device)
+    out = output_flat(out, numel, out_dtype, device)
 
     weight_col = torch.tensor(weights, dtype=torch.float32, device=device).unsqueeze(1)
     one = torch.ones((), device=device)
@@ -325,7 +334,13 @@ def merge_deltas(
             mixed.mul_(lambda_)
         out[start:end].copy_(mixed.add_(bc))  # = bc + mixed rounded once; faster than mixed dtypes
 
-    _map_chunks(chunk, numel, parallel=all(k.stateless for k in keepers), release=release)
+    _map_chunks(
+        chunk,
+        numel,
+        parallel=all(k.stateless for k in keepers),
+        release=release,
+        size=ELEMENTWISE_CHUNK,
+    )
     return out.view(base.shape)
 
 
@@ -378,6 +393,7 @@ class TaskArithmeticFamily(MergeMethod):
             lambda_=job.shared["lambda"],
             device=job.device,
             out_dtype=job.out_dtype,
+            out=job.out,
             release=job.release,
         )
 
