@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import mcp_types
 from mcp import Client, StdioServerParameters
 
@@ -76,6 +77,15 @@ class _Session:
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     client: Client | None = None
     task: asyncio.Task | None = None
+    # The owner task's anyio scope: cancelling it (not the task) lets the SDK's shielded
+    # shutdown stop the server process; a native task.cancel() can cut that short.
+    scope: anyio.CancelScope | None = None
+
+    def stop_connecting(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()
+        elif self.task is not None:
+            self.task.cancel()
 
 
 ToolsChanged = Callable[[str], None]
@@ -154,12 +164,13 @@ class McpSessions:
                 threading.Thread(target=hook, args=(spec.name,), daemon=True).start()
 
         try:
-            client = spec.client(handler)
-            async with client:
-                session.client = client
-                if not session.ready.done():
-                    session.ready.set_result(client)
-                await session.closing.wait()
+            with anyio.CancelScope() as session.scope:
+                client = spec.client(handler)
+                async with client:
+                    session.client = client
+                    if not session.ready.done():
+                        session.ready.set_result(client)
+                    await session.closing.wait()
         except Exception as exc:  # noqa: BLE001 - handed to whoever waits
             if not session.ready.done():
                 session.ready.set_exception(exc)
@@ -168,6 +179,8 @@ class McpSessions:
                 session.ready.cancel()
             raise
         finally:
+            if not session.ready.done():  # stopped while connecting
+                session.ready.cancel()
             if self._sessions.get(spec) is session:
                 del self._sessions[spec]
 
@@ -186,7 +199,7 @@ class McpSessions:
             # must not be left behind.
             if session.client is None:
                 self._forget(spec, session)
-                session.task.cancel()
+                session.stop_connecting()
             raise
         except TimeoutError:
             await self._drop(session)
@@ -219,11 +232,13 @@ class McpSessions:
         if task is None or task is asyncio.current_task():
             return
         if session.client is None:  # still connecting: nothing to close politely
-            task.cancel()
+            session.stop_connecting()
         try:
             await asyncio.wait_for(asyncio.shield(task), 5)
         except BaseException:  # noqa: BLE001 - a stuck shutdown must not stick us
-            task.cancel()
+            # Not task.cancel(): that would cut the SDK's shielded shutdown short and leave
+            # the server running (seen when the caller gave up while this waited).
+            session.stop_connecting()
 
     async def _request(
         self, spec: ServerSpec, call: Callable[[Client], Awaitable[Any]], connect_timeout: float
