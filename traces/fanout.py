@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from django.template.loader import render_to_string
 
 from .broadcast import TRACE_LIST_GROUP, trace_group
-from .events import LABEL, ROUTES, STEP, TRACE
+from .events import CALL_ENDED, LABEL, ROUTES, STEP, TRACE
 from .models import Trace
 from .rendering import EVENT_HTML, trace_from_payload
 from .serializers import trace_payload
@@ -70,6 +70,27 @@ class Event:
             self._json = json.dumps(self.data, default=str)
         return self._json
 
+    def ended_call(self) -> str | None:
+        """The call in progress a step event also ends (``step_event(ended_call=)``)."""
+        ended = self.data.get("ended_call") if self.type == STEP else None
+        return ended if isinstance(ended, str) and ended else None
+
+    def ended_json(self) -> str:
+        return json.dumps(
+            {"type": CALL_ENDED, "trace": self.data["trace"], "call": {"id": self.ended_call()}}
+        )
+
+    def json_parts(self) -> list[str]:
+        """The event for a program: itself, then the ``call.ended`` it carries, if any
+        (programs see the same events as before the two were sent as one)."""
+        return [self.json(), self.ended_json()] if self.ended_call() else [self.json()]
+
+    def frame(self, *, as_json: bool) -> str:
+        """The event alone as one websocket frame."""
+        if not as_json:
+            return self.html()
+        return _json_frame(self.json_parts())
+
     def html(self) -> str:
         if self._html is None:
             self._html = EVENT_HTML[self.type](self.data)
@@ -113,6 +134,13 @@ class Event:
         return self._trace_html[key]
 
 
+def _json_frame(parts: list[str]) -> str:
+    """One event as it is; several as ``{"type": "events", "events": [...]}``."""
+    if len(parts) == 1:
+        return parts[0]
+    return '{"type": "events", "events": [' + ", ".join(parts) + "]}"
+
+
 class Batch:
     """Events of one group that arrived together; its combined frames are shared."""
 
@@ -132,11 +160,7 @@ class Batch:
     def frame(self, *, as_json: bool) -> str:
         if as_json not in self._frames:
             if as_json:
-                if len(self.events) == 1:
-                    text = self.events[0].json()
-                else:
-                    events = ", ".join(e.json() for e in self.events)
-                    text = '{"type": "events", "events": [' + events + "]}"
+                text = _json_frame([part for e in self.events for part in e.json_parts()])
             else:
                 text = "".join(e.html() for e in self.events)
             self._frames[as_json] = text

@@ -262,14 +262,19 @@ def _number(value) -> int:
 def step_event_html(event: dict) -> str:
     totals = event.get("totals") or {}
     duration = totals.get("duration_ms")
-    return step_live_html(step_from_payload(event["step"])) + totals_oob_html(
-        step_count=_number(totals.get("step_count")),
-        prompt_tokens=_number(totals.get("prompt_tokens")),
-        completion_tokens=_number(totals.get("completion_tokens")),
-        duration_ms=float(duration) if duration is not None else None,
-        model_calls=_number(totals.get("model_calls")),
-        tool_calls=_number(totals.get("tool_calls")),
-        error_count=_number(totals.get("error_count")),
+    ended = event.get("ended_call")
+    return (
+        step_live_html(step_from_payload(event["step"]))
+        + (call_ended_html({"call": {"id": ended}}) if isinstance(ended, str) else "")
+        + totals_oob_html(
+            step_count=_number(totals.get("step_count")),
+            prompt_tokens=_number(totals.get("prompt_tokens")),
+            completion_tokens=_number(totals.get("completion_tokens")),
+            duration_ms=float(duration) if duration is not None else None,
+            model_calls=_number(totals.get("model_calls")),
+            tool_calls=_number(totals.get("tool_calls")),
+            error_count=_number(totals.get("error_count")),
+        )
     )
 
 

@@ -208,7 +208,14 @@ def _counters_for(steps: Sequence[Step]) -> dict[str, Any]:
     return counters
 
 
-def _step_message(step: Step, *, trace: Trace, now, steps: Sequence[Step] | None = None):
+def _step_message(
+    step: Step,
+    *,
+    trace: Trace,
+    now,
+    steps: Sequence[Step] | None = None,
+    ended_call: str = "",
+):
     """The ``step`` event for a step that ends a write (one step, or the last of a
     batch: a client one step behind appends it, one further behind fills the gap from
     the database by its cursor). ``trace`` is as locked before the write; ``steps``
@@ -225,7 +232,7 @@ def _step_message(step: Step, *, trace: Trace, now, steps: Sequence[Step] | None
         if trace.started_at
         else None,
     }
-    event_send(step_event(step=step, totals=totals))
+    event_send(step_event(step=step, totals=totals, ended_call=ended_call))
 
 
 def _trace_lock_for_steps(trace_id: uuid.UUID | str) -> Trace:
@@ -265,8 +272,12 @@ def step_record(
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
     metadata: dict[str, Any] | None = None,
+    ended_call: str = "",
 ) -> Step:
     """Append one complete step to a trace: save, commit, then broadcast.
+
+    ``ended_call``: the id of the call in progress (``call_started``) that this step
+    records; its end is announced with the step (see ``call_ended(announce=False)``).
 
     The sequence number is taken under the trace's row lock, so concurrent writers
     never share one. The trace's step count, token totals and heartbeat move with it.
@@ -312,7 +323,7 @@ def step_record(
         )
     # The event is built after the lock is released (on SQLite, the database-wide
     # write lock); on_commit still waits for a caller's outer transaction, if any.
-    _step_message(step, trace=trace, now=now)
+    _step_message(step, trace=trace, now=now, ended_call=ended_call)
     return step
 
 
@@ -667,8 +678,13 @@ def call_started(
     return call["id"]
 
 
-def call_ended(*, trace_id: uuid.UUID | str, call_id: str) -> None:
-    """The call ``call_id`` ended (its step, if any, is saved by now)."""
+def call_ended(*, trace_id: uuid.UUID | str, call_id: str, announce: bool = True) -> None:
+    """The call ``call_id`` ended (its step, if any, is saved by now).
+
+    ``announce=False`` when the call's step is about to be recorded with
+    ``step_record(ended_call=call_id)``, which announces the end with the step: called
+    just before it, so a socket that connects in between is not told of a call that no
+    event would then end."""
     from .calls import calls_forget
     from .events import CALL_ENDED, call_event
 
@@ -676,7 +692,8 @@ def call_ended(*, trace_id: uuid.UUID | str, call_id: str) -> None:
         calls_forget(trace_id=trace_id, call_id=call_id)
     except Exception:  # noqa: BLE001 - see call_started
         logger.exception("could not forget call %s of trace %s", call_id, trace_id)
-    event_send(call_event(type=CALL_ENDED, trace_id=trace_id, call={"id": call_id}))
+    if announce:
+        event_send(call_event(type=CALL_ENDED, trace_id=trace_id, call={"id": call_id}))
 
 
 TAG_MAX = 64

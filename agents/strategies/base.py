@@ -91,6 +91,8 @@ class Conversation:
                 metadata=meta or None,
             )
             raise ModelCallFailed(str(exc)) from exc
+        # The running row gives way to the step: one event for both.
+        call_ended(trace_id=self.trace_id, call_id=call_id, announce=False)
         step = step_record(
             trace_id=self.trace_id,
             kind=Step.Kind.MODEL_CALL,
@@ -103,8 +105,8 @@ class Conversation:
             completion_tokens=reply.completion_tokens,
             parent=parent,
             metadata=meta or None,
+            ended_call=call_id,
         )
-        call_ended(trace_id=self.trace_id, call_id=call_id)
         self.sent, self.previous_seq = len(self.messages), step.seq
         self.messages.append(reply.as_message())
         return reply, step

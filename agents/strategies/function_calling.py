@@ -281,6 +281,7 @@ class FunctionCallingLoop:
         call_id = call_started(
             trace_id=self.trace_id, kind="tool", name=call.name, parent_seq=call_step.seq
         )
+        announced = False
         try:
             if self.tool_search is not None and tool is self.tool_search.tool:
                 result, found = self.tool_search.call(arguments)
@@ -297,6 +298,8 @@ class FunctionCallingLoop:
         except ToolExecutionError as exc:
             return error("tool_error", f"{call.name} failed: {exc}", started)
         else:
+            # The running row gives way to the result's step: one event for both.
+            call_ended(trace_id=self.trace_id, call_id=call_id, announce=False)
             result_step = step_record(
                 trace_id=self.trace_id,
                 kind=Step.Kind.TOOL_RESULT,
@@ -307,9 +310,12 @@ class FunctionCallingLoop:
                 tool_call_id=call.id,
                 started_at=started,
                 ended_at=timezone.now(),
+                ended_call=call_id,
             )
+            announced = True
         finally:
-            # After its step is saved (or the call failed): the running row gives way.
-            call_ended(trace_id=self.trace_id, call_id=call_id)
+            # The call failed (or was cancelled): the running row gives way.
+            if not announced:
+                call_ended(trace_id=self.trace_id, call_id=call_id)
         # The model reads the result as stored: a big one capped, with its marker.
         return json.dumps(result_step.output, default=str)

@@ -137,3 +137,42 @@ def test_a_socket_that_connects_mid_call_sees_the_call_running(stack, token):
     ]
     call_ended(trace_id=trace.id, call_id=call_id)
     assert [f["type"] for f in asyncio.run(greet())] == ["trace"]
+
+
+def test_a_step_that_ends_a_call_ends_it_in_the_same_frame(stack, token):
+    """One broadcast for a call's step and its end: programs still hear call.ended (in the
+    step's frame), pages lose the running row as the step's row arrives, and a socket
+    that connects after sees neither the call nor a gap."""
+    from traces.services import call_ended, call_started, step_record
+
+    trace = running_trace()
+    call_id = call_started(trace_id=trace.id, kind="tool", name="sleep", parent_seq=None)
+
+    async def watch(as_json: bool) -> list[str]:
+        async with socket(stack, token, trace.id, as_json=as_json) as ws:
+            await until_state(ws)
+            await asyncio.to_thread(call_ended, trace_id=trace.id, call_id=call_id, announce=False)
+            await asyncio.to_thread(
+                step_record, trace_id=trace.id, kind="tool_result", name="sleep", ended_call=call_id
+            )
+            async with asyncio.timeout(15):
+                return [await ws.recv()]
+
+    (frame,) = asyncio.run(watch(as_json=True))
+    events = json.loads(frame)
+    assert events["type"] == "events"
+    assert [(e["type"], e.get("seq"), e.get("call")) for e in events["events"]] == [
+        ("step", 1, None),
+        ("call.ended", None, {"id": call_id}),
+    ]
+
+    call_id = call_started(trace_id=trace.id, kind="tool", name="sleep", parent_seq=None)
+    (html,) = asyncio.run(watch(as_json=False))
+    assert 'id="step-2"' in html
+    assert f'<div id="call-{call_id}" hx-swap-oob="delete"></div>' in html
+
+    async def greet():
+        async with socket(stack, token, trace.id) as ws:
+            return [json.loads(f) for f in await until_state(ws)]
+
+    assert [f["type"] for f in asyncio.run(greet())] == ["steps", "trace"]
