@@ -98,6 +98,13 @@ class Up:
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
+    def logs(self, tail: int = 4000) -> str:
+        """The end of each of the stack's logs (what a failed assertion shows)."""
+        return "\n".join(
+            f"--- {log.name}\n{log.read_text(errors='replace')[-tail:]}"
+            for log in sorted((self.var / "log").glob("*"))
+        )
+
     def pids(self) -> list[int]:
         return processes_with_env(f"TOOLTRAIL_VAR_DIR={self.var}")
 
@@ -175,7 +182,8 @@ def test_two_stacks_started_at_once_each_run_their_own_runs_and_survive_crashes(
         os.kill(int(slow["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
         ended = a.ops("wait", slow["trace"])
         assert ended["status"] == "failed" and ended["error"].startswith("worker lost"), ended
-        assert a.ops("runs", "20") == {"statuses": ["succeeded"] * 20}
+        runs = a.ops("runs", "20")
+        assert runs == {"statuses": ["succeeded"] * 20}, a.logs()
 
         # A whole worker dies: the launcher restarts it and says so; the stack goes on.
         os.killpg(worker_main_pid(a, "agents"), signal.SIGKILL)
