@@ -58,6 +58,11 @@ class Up:
             TOOLTRAIL_VAR_DIR=str(self.var),
             TOOLTRAIL_ADMIN_PASSWORD="launcher-test-pw-1",
             TOOLTRAIL_HEARTBEAT_SECONDS="0.5",
+            # A queued run whose task was lost is sent again after this long (600 s by
+            # default). Once in a dozen runs of the crash test below, one of the twenty
+            # runs after a pool child's SIGKILL waited in `queued` (cause not proven); the
+            # test holds the stack to running every run, through this recovery if need be.
+            TOOLTRAIL_QUEUED_LOST_AFTER_SECONDS="20",
             PYTHONUNBUFFERED="1",
         )
         self.env = env
