@@ -50,12 +50,19 @@ sys.path.insert(0, str(REPO))
 from tooltrail.launcher import free_port  # noqa: E402
 
 
-def start_stack(tmp: str, port: int, password: str) -> tuple[subprocess.Popen, list[str]]:
+def stack_env(tmp: str) -> dict[str, str]:
+    """This environment without a database, Redis or site of its own: the stack's
+    embedded defaults under ``tmp``."""
     env = {
         k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SITE_URL"}
     }
+    env["TOOLTRAIL_VAR_DIR"] = tmp
+    return env
+
+
+def start_stack(tmp: str, port: int, password: str) -> tuple[subprocess.Popen, list[str]]:
+    env = stack_env(tmp)
     env.update(
-        TOOLTRAIL_VAR_DIR=tmp,
         PORT=str(port),
         TOOLTRAIL_ADMIN_PASSWORD=password,
         PYTHONUNBUFFERED="1",
@@ -86,8 +93,7 @@ def start_stack(tmp: str, port: int, password: str) -> tuple[subprocess.Popen, l
 
 
 def manage(tmp: str, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(TOOLTRAIL_VAR_DIR=tmp, DJANGO_SETTINGS_MODULE="tooltrail.settings")
+    env = {**stack_env(tmp), "DJANGO_SETTINGS_MODULE": "tooltrail.settings"}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=REPO,

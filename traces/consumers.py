@@ -35,7 +35,7 @@ from .broadcast import TRACE_LIST_GROUP, trace_group
 from .events import CALL_ENDED, CALL_STARTED, LABEL, STEP, TRACE
 from .fanout import Batch, Event, hub_for
 from .models import Trace
-from .rendering import call_ended_html, call_started_html, step_weight, steps_append_html
+from .rendering import call_started_html, step_weight, steps_append_html
 from .selectors import calls_in_progress, steps_after, steps_for_tree, trace_get_for_user
 from .serializers import step_payload, trace_payload
 
@@ -205,11 +205,9 @@ class TraceConsumer(_AuthenticatedConsumer):
                 return
             if event.seq > self.cursor + 1:
                 await self._catch_up(upto=event.seq)
-                if event.ended_call():  # the step came from the database; its call ends
-                    ended = {"call": {"id": event.ended_call()}}
-                    await self.send(
-                        text_data=event.ended_json() if self.as_json else call_ended_html(ended)
-                    )
+                ended = event.ended_frame(as_json=self.as_json)  # the step came from the database
+                if ended:
+                    await self.send(text_data=ended)
                 return
             await self.send(text_data=event.frame(as_json=self.as_json))
             self.cursor = event.seq

@@ -76,9 +76,17 @@ class Event:
         return ended if isinstance(ended, str) and ended else None
 
     def ended_json(self) -> str:
-        return json.dumps(
-            {"type": CALL_ENDED, "trace": self.data["trace"], "call": {"id": self.ended_call()}}
-        )
+        return json.dumps(self._ended_event())
+
+    def ended_frame(self, *, as_json: bool) -> str:
+        """The ``call.ended`` a step event carries, alone ("" when it carries none): for a
+        socket that took the step itself from the database."""
+        if not self.ended_call():
+            return ""
+        return self.ended_json() if as_json else EVENT_HTML[CALL_ENDED](self._ended_event())
+
+    def _ended_event(self) -> dict[str, Any]:
+        return {"type": CALL_ENDED, "trace": self.data["trace"], "call": {"id": self.ended_call()}}
 
     def json_parts(self) -> list[str]:
         """The event for a program: itself, then the ``call.ended`` it carries, if any
