@@ -2,7 +2,7 @@
 
 - the lexical side scores as ``bm25s`` does, after any mix of adds, changes and removals;
 - the encoder's direct call to the model gives the sentence-transformers embedding;
-- the dense scan over bfloat16 copies returns the exact float32 ranking and cosines.
+- the dense scan over int8 copies returns the exact float32 ranking and cosines.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def unit_vectors(count: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("allowed_share", [None, 0.1, 0.6])
 def test_the_dense_scan_returns_the_exact_float32_ranking(monkeypatch, allowed_share):
-    # Few candidates, so that the bfloat16 scan has to choose them well.
+    # Few candidates, so that the int8 scan has to choose them well.
     monkeypatch.setattr(index, "DENSE_MIN_CANDIDATES", 20)
     monkeypatch.setattr(index, "DENSE_CANDIDATES_PER_RESULT", 2)
     vectors = unit_vectors(3000, seed=1)
@@ -127,3 +127,23 @@ def test_the_dense_scan_returns_the_exact_float32_ranking(monkeypatch, allowed_s
         best = np.argsort(-exact, kind="stable")[:10]
         assert [h.key for h in hits] == [int(rows[b]) + 100 for b in best]
         np.testing.assert_allclose([h.score for h in hits], exact[best], rtol=1e-5)
+
+
+def test_the_dense_scan_follows_a_changed_tool_after_the_first_search(monkeypatch):
+    # The int8 copy is made on the first search; a tool changed after it must be found
+    # by its new vector (its row of the copy rewritten in place), not its old one. One
+    # candidate per search: the copy alone decides which row is scored.
+    monkeypatch.setattr(index, "DENSE_MIN_CANDIDATES", 1)
+    monkeypatch.setattr(index, "DENSE_CANDIDATES_PER_RESULT", 1)
+    vectors = unit_vectors(500, seed=4)
+    moved = unit_vectors(1, seed=5)[0]
+    by_text = {f"tool {i}": v for i, v in enumerate(vectors)}
+    by_text.update({"tool 7, changed": moved, "query": moved, "old query": vectors[7]})
+    tools_index = ToolIndex(embed=lambda texts: np.asarray([by_text[t] for t in texts]))
+    tools_index.upsert(IndexedTool(key=i, text=f"tool {i}") for i in range(len(vectors)))
+    assert tools_index.search("old query", k=1, method="dense")[0].key == 7
+    tools_index.upsert([IndexedTool(key=7, text="tool 7, changed")])
+    hit = tools_index.search("query", k=1, method="dense")[0]
+    assert hit.key == 7
+    assert hit.score == pytest.approx(1.0, abs=1e-6)
+    assert tools_index.search("old query", k=1, method="dense")[0].key != 7
