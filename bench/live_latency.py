@@ -208,6 +208,27 @@ async def poll_client(
             await asyncio.sleep(every)
 
 
+def cpu_seconds(stack: dict) -> dict[str, float]:
+    """CPU time (user + system) so far of each part: the server, the worker with its pool
+    children, and this process (the clients)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for name, proc in stack.get("procs", {}).items():
+        try:
+            parent = psutil.Process(proc.pid)
+            total = 0.0
+            for p in [parent, *parent.children(recursive=True)]:
+                times = p.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+        out[name] = total
+    own = psutil.Process().cpu_times()
+    out["clients"] = own.user + own.system
+    return out
+
+
 async def websocket_run(stack: dict, *, clients: int, agent, token: str) -> tuple[list, dict]:
     trace_id = await asyncio.to_thread(queue_trace, agent)
     url = f"{stack['ws']}/ws/traces/{trace_id}/?after=0&format=json"
@@ -230,8 +251,22 @@ async def websocket_run(stack: dict, *, clients: int, agent, token: str) -> tupl
         for i in range(clients)
     ]
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=30)
+    cpu_before, wall_before = cpu_seconds(stack), time.monotonic()
     await asyncio.to_thread(enqueue, trace_id)
     results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=300)
+    cpu_after, wall = cpu_seconds(stack), time.monotonic() - wall_before
+    # Where the two cores went: with clients, server and worker on one machine, a part
+    # near a whole core (or a sum near the machine's cores) is where the latency comes from.
+    print(
+        "cpu during the run (share of one core): "
+        + ", ".join(
+            f"{name} {(cpu_after[name] - cpu_before[name]) / wall:.0%}"
+            for name in cpu_after
+            if name in cpu_before
+        )
+        + f" over {wall:.1f} s",
+        flush=True,
+    )
     complete = sum(got == list(range(1, total + 1)) for got, total in results)
     caught_up = sum(len(got) for got, _ in results) - sum(len(x) for x in latencies)
     print(
@@ -280,6 +315,23 @@ async def polling_run(
         at - commits[seq] for s in seen for seq, at in s.items() if commits.get(seq) is not None
     ]
     return latencies, commits
+
+
+def spread(per_client: list[list[float]]) -> None:
+    """Per step, how soon its first and its last client had it: the first client's wait is
+    the way to the server's fan-out (a busy server delays the next step), the gap to the
+    last one is the fan-out itself and the clients' own reading."""
+    whole = [c for c in per_client if len(c) == len(per_client[0])]
+    if len(whole) < 2 or not whole[0]:
+        return
+    firsts = [min(c[i] for c in whole) for i in range(len(whole[0]))]
+    lasts = [max(c[i] for c in whole) for i in range(len(whole[0]))]
+    print(
+        f"per step: first client p50 {percentile(firsts, 50) * 1000:.1f} ms, "
+        f"p95 {percentile(firsts, 95) * 1000:.1f} ms; last client p50 "
+        f"{percentile(lasts, 50) * 1000:.1f} ms, p95 {percentile(lasts, 95) * 1000:.1f} ms",
+        flush=True,
+    )
 
 
 def rate_of(commits: dict) -> tuple[int, float, float]:
@@ -355,6 +407,7 @@ def main() -> int:
                 )
             )
             procs.append(launcher.start_daphne(port=port, env=env, quiet=True))
+            stack["procs"] = {"server": procs[-1], "worker": procs[0]}
             wait_healthy(stack["http"])
             token = make_token()
 
@@ -398,6 +451,7 @@ def main() -> int:
                 flush=True,
             )
             ws = summary(f"websocket ({args.clients} clients)", latencies)
+            spread(per_client)
 
             if not args.no_polling:
                 agent = make_agent(turns=turns, delay_ms=delay_ms)
