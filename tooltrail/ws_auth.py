@@ -50,3 +50,31 @@ def ws_credential_valid(credential: WsCredential) -> bool:
     # A logged-out session is deleted (its key loads as an empty session); an expired
     # one loads empty too.
     return str(store.get(SESSION_KEY, "")) == str(credential.user_id)
+
+
+class ReadOnlySessionMiddleware:
+    """Channels' ``SessionMiddleware`` for websockets, without its ``send`` wrapper.
+
+    That wrapper looks at every message sent, to save a changed session with an HTTP
+    response; a websocket has no response to carry a cookie, and no consumer here changes
+    the session. At 100 viewers of a live trace, it was 5-8% of the server's CPU.
+    """
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        from channels.sessions import InstanceSessionWrapper
+
+        wrapper = InstanceSessionWrapper(scope, send)
+        await wrapper.resolve_session()
+        return await self.inner(wrapper.scope, receive, send)
+
+
+def websocket_auth_stack(inner):
+    """Cookies, the session (read only) and the user in the scope, as Channels'
+    ``AuthMiddlewareStack`` gives them."""
+    from channels.auth import AuthMiddleware
+    from channels.sessions import CookieMiddleware
+
+    return CookieMiddleware(ReadOnlySessionMiddleware(AuthMiddleware(inner)))
