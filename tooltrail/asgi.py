@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django (static files included), websockets through Channels."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -24,3 +25,8 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Everything loaded so far (Django, the apps, their modules: 145,000 objects) lives until
+# the server stops. A full pass of the collector walked all of it, 75 ms during which no
+# socket got a frame; frozen, the collector's passes skip it.
+gc.freeze()
