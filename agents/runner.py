@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from agents.evals.functions import eval_functions
+from agents.forksafe import database_work
 from agents.llm import ModelCancelled, ModelError, backend_for
 from agents.models import Agent, AgentVersion, ModelEndpoint
 from agents.strategies import STRATEGIES, RunCancelled
@@ -76,14 +77,17 @@ class RunWatch:
         try:
             while not self.stop.wait(min(CHECK_SECONDS, beat_every)):
                 try:
-                    if time.monotonic() >= next_beat:
-                        trace_heartbeat(trace_id=self.trace_id)
-                        next_beat = time.monotonic() + beat_every
-                    self.must_stop()
+                    # Not while the run forks a tool call (see agents.forksafe).
+                    with database_work():
+                        if time.monotonic() >= next_beat:
+                            trace_heartbeat(trace_id=self.trace_id)
+                            next_beat = time.monotonic() + beat_every
+                        self.must_stop()
                 except Exception:  # noqa: BLE001 - a missed beat is retried next time
                     logger.exception("watching trace %s failed", self.trace_id)
         finally:
-            connection.close()
+            with database_work():
+                connection.close()
 
     def __enter__(self) -> RunWatch:
         self.thread.start()

@@ -22,6 +22,8 @@ from celery.signals import (
 
 from tooltrail.health import WORKER_KEY_PREFIX
 
+from .forksafe import database_work
+
 logger = logging.getLogger(__name__)
 _stop = threading.Event()
 
@@ -47,12 +49,17 @@ def _upkeep_loop(hostname: str, queues: list[str]) -> None:
         except Exception:  # noqa: BLE001
             logger.exception("could not write the worker heartbeat")
         try:
-            close_old_connections()
-            for trace in traces_reap_stale():
+            # Not while the pool forks a child (see agents.forksafe).
+            with database_work():
+                close_old_connections()
+                reaped = traces_reap_stale()
+                jobs = jobs_reap_stale()
+                ended = runs_requeue_lost()
+            for trace in reaped:
                 logger.warning("reaped trace %s: %s", trace.id, trace.error)
-            for job in jobs_reap_stale():
+            for job in jobs:
                 logger.warning("reaped job %s: %s", job.id, job.error)
-            for trace in runs_requeue_lost():
+            for trace in ended:
                 logger.warning("gave up on queued trace %s: %s", trace.id, trace.error)
         except Exception:  # noqa: BLE001
             logger.exception("reaper failed")

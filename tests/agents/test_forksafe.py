@@ -1,0 +1,50 @@
+"""A fork waits for another thread's database work to finish (agents.forksafe): a child
+forked while that thread was inside SQLite would start with SQLite's mutexes held and
+hang the first time it used the database (how a Celery pool child replacing a killed
+one hung with a run, about one crash in ten)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from agents.forksafe import database_work
+
+
+def fork_and_reap() -> float:
+    """Seconds os.fork() took to return in the parent (the child exits at once)."""
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    took = time.monotonic() - started
+    os.waitpid(pid, 0)
+    return took
+
+
+def test_a_fork_waits_while_another_thread_does_database_work():
+    inside, leave = threading.Event(), threading.Event()
+
+    def work() -> None:
+        with database_work():
+            inside.set()
+            leave.wait(10)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert inside.wait(10)
+    threading.Timer(0.5, leave.set).start()
+    assert fork_and_reap() >= 0.4  # held until the work ended
+    worker.join(10)
+    assert fork_and_reap() < 0.4  # nothing in progress: no wait
+
+
+def test_the_thread_doing_the_work_may_fork_itself_and_the_child_can_use_it():
+    with database_work():
+        pid = os.fork()
+        if pid == 0:
+            with database_work():  # the child's copy of the lock is free
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
