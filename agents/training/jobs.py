@@ -27,6 +27,7 @@ from django.db.models import DateTimeField, ExpressionWrapper, Value
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from ..forksafe import database_work
 from .models import Job
 
 logger = logging.getLogger(__name__)
@@ -180,13 +181,15 @@ class _Heartbeat:
         try:
             while not self.stop.wait(settings.TOOLTRAIL_HEARTBEAT_SECONDS):
                 try:
-                    Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING).update(
-                        heartbeat_at=Now()
-                    )
+                    with database_work():  # not while the job's process forks
+                        Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING).update(
+                            heartbeat_at=Now()
+                        )
                 except Exception:  # noqa: BLE001 - retried next beat
                     logger.exception("heartbeat for job %s failed", self.job_id)
         finally:
-            connection.close()
+            with database_work():
+                connection.close()
 
     def __enter__(self) -> _Heartbeat:
         self.thread.start()
