@@ -185,25 +185,11 @@ class _Interruptible:
         return getattr(self.backend, name)
 
 
-# Pauses (seconds) before reading a trace again that a task names but this process
-# cannot see yet.
-RUN_LOOKUP_RETRIES = (0.05, 0.2, 0.5, 1.0)
-
-
 def trace_run(*, trace_id) -> Trace | None:
     """Run the agent behind a queued trace to its end. Returns the finished trace, or
     None when the trace was not queued (already run, cancelled before start)."""
     close_old_connections()
     exists, agent = _agent_of(trace_id)
-    for pause in RUN_LOOKUP_RETRIES:
-        if exists:
-            break
-        # The task names a trace this process cannot see: its row was committed before
-        # the task was sent, so the connection reads an older snapshot (one a fresh
-        # pool child can inherit). Read again on a new connection before giving up.
-        connection.close()
-        time.sleep(pause)
-        exists, agent = _agent_of(trace_id)
     if not exists:
         logger.warning("trace %s does not exist; nothing to run", trace_id)
         return None
