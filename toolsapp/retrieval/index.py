@@ -72,25 +72,29 @@ def _blas():
     return ThreadpoolController()
 
 
+def _int8_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row as int8 and the scale that gives it back (row ≈ int8 × scale)."""
+    scales = np.abs(vectors).max(axis=1, initial=0.0) / 127
+    scales = np.maximum(scales, 1e-12).astype(np.float32)
+    return np.rint(vectors / scales[:, None]).astype(np.int8), scales
+
+
 class CoarseVectors:
     """The int8 copy of the vectors the dense scan reads (torch tensors)."""
 
     def __init__(self, vectors: np.ndarray) -> None:
         import torch
 
-        scales = np.abs(vectors).max(axis=1) / 127 if len(vectors) else np.zeros(0)
-        scales = np.maximum(scales, 1e-12).astype(np.float32)
-        self.rows = torch.from_numpy(
-            np.ascontiguousarray(np.rint(vectors / scales[:, None]).astype(np.int8))
-        )
+        rows, scales = _int8_rows(vectors)
+        self.rows = torch.from_numpy(np.ascontiguousarray(rows))
         self.scales = torch.from_numpy(scales).to(torch.bfloat16)
 
     def set(self, row: int, vector: np.ndarray) -> None:
         import torch
 
-        scale = max(float(np.abs(vector).max()) / 127, 1e-12)
-        self.rows[row] = torch.from_numpy(np.rint(vector / scale).astype(np.int8))
-        self.scales[row] = scale
+        rows, scales = _int8_rows(vector[None, :])
+        self.rows[row] = torch.from_numpy(rows[0])
+        self.scales[row] = float(scales[0])
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
         """Approximate cosines: per row, the best over the query's vectors (float32)."""
