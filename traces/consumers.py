@@ -193,11 +193,7 @@ class TraceConsumer(_AuthenticatedConsumer):
             and batch.simple
             and (batch.first is None or batch.first == self.cursor + 1)
         ):
-            # Straight to the server's send (what ``self.send`` ends in), one hop for
-            # each of a hundred sockets rather than three.
-            await self.base_send(
-                {"type": "websocket.send", "text": batch.frame(as_json=self.as_json)}
-            )
+            await self.send(text_data=batch.frame(as_json=self.as_json))
             if batch.last is not None:
                 self.cursor = batch.last
             return
