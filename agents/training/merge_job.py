@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
+from . import merge as merge_engine  # loads torch when first used
 from .artifacts import artifact_register, artifacts_dir
 from .jobs import JobContext, JobError
-from .merge import config_parse, merge_run
 from .models import Job, ModelArtifact
 
 ARTIFACT_PREFIX = "artifact:"
@@ -73,7 +73,7 @@ def merge_config_check(text: str):
     except yaml.YAMLError as exc:
         raise JobError(f"the merge config is not valid YAML: {exc}") from exc
     resolved, parents = merge_yaml_resolve(data)
-    return config_parse(data=resolved), parents
+    return merge_engine.config_parse(data=resolved), parents
 
 
 def _merge_into(
@@ -88,7 +88,7 @@ def _merge_into(
             f"{p.tensors_done}/{p.tensors_total} tensors: {p.name}",
         )
 
-    result = merge_run(
+    result = merge_engine.merge_run(
         config=config,
         output_dir=output,
         device=context.device,
