@@ -30,6 +30,7 @@ from tooltrail.api import bearer_token
 from tooltrail.params import int_param
 from tooltrail.services import api_token_authenticate
 from tooltrail.ws_auth import WsCredential, ws_credential_valid
+from tooltrail.ws_broadcast import daphne_socket
 
 from .broadcast import TRACE_LIST_GROUP, trace_group
 from .events import CALL_ENDED, CALL_STARTED, LABEL, STEP, TRACE
@@ -50,6 +51,7 @@ class _AuthenticatedConsumer(AsyncWebsocketConsumer):
     socket handles them in order (catch-ups from the database included)."""
 
     group = ""
+    socket = None  # the Daphne socket, once accepted (tooltrail.ws_broadcast)
 
     async def _user(self):
         user = self.scope.get("user")
@@ -76,6 +78,9 @@ class _AuthenticatedConsumer(AsyncWebsocketConsumer):
     # TOOLTRAIL_WS_REAUTH_SECONDS (see tooltrail.ws_auth).
     async def accept(self, subprotocol=None, headers=None) -> None:
         await super().accept(subprotocol, headers)
+        # Where this is a Daphne socket, live frames built once for all sockets are
+        # written to it directly (tooltrail.ws_broadcast).
+        self.socket = daphne_socket(self.base_send)
         if getattr(self, "credential", None) is not None:
             self._reauth = asyncio.ensure_future(self._reauth_loop())
 
@@ -187,13 +192,15 @@ class TraceConsumer(_AuthenticatedConsumer):
 
     async def deliver(self, batch: Batch) -> None:
         # The hot path: the whole batch follows this socket's cursor, so the frame the
-        # hub built once goes out as it is.
+        # hub built (and encoded) once goes out as it is.
         if (
             not self.busy
             and batch.simple
             and (batch.first is None or batch.first == self.cursor + 1)
         ):
-            await self.send(text_data=batch.frame(as_json=self.as_json))
+            frame = batch.frame(as_json=self.as_json)
+            if not frame.write(self.socket):
+                await self.send(text_data=frame.text)
             if batch.last is not None:
                 self.cursor = batch.last
             return

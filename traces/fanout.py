@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 from django.template.loader import render_to_string
 
+from tooltrail.ws_broadcast import SharedFrame
+
 from .broadcast import TRACE_LIST_GROUP, trace_group
 from .events import CALL_ENDED, LABEL, ROUTES, STEP, TRACE
 from .models import Trace
@@ -163,15 +165,16 @@ class Batch:
         )
         self.first = seqs[0] if seqs else None
         self.last = seqs[-1] if seqs else None
-        self._frames: dict[bool, str] = {}
+        self._frames: dict[bool, SharedFrame] = {}
 
-    def frame(self, *, as_json: bool) -> str:
+    def frame(self, *, as_json: bool) -> SharedFrame:
+        """The batch as one frame, encoded once for every socket that takes it whole."""
         if as_json not in self._frames:
             if as_json:
                 text = _json_frame([part for e in self.events for part in e.json_parts()])
             else:
                 text = "".join(e.html() for e in self.events)
-            self._frames[as_json] = text
+            self._frames[as_json] = SharedFrame(text)
         return self._frames[as_json]
 
 

@@ -1,0 +1,136 @@
+"""A frame built once for many sockets (tooltrail.ws_broadcast): the bytes are the ones
+autobahn's own send would write, and it reaches Daphne's socket through the ASGI stack
+the server really runs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet.testing import StringTransport
+
+from tooltrail.ws_auth import websocket_auth_stack
+from tooltrail.ws_broadcast import SharedFrame, daphne_socket
+
+
+def open_socket(protocol_class=WebSocketServerProtocol):
+    """A server-side websocket past its handshake, writing into a string transport."""
+    factory = WebSocketFactory(Server(application=None, endpoints=["tcp:port=0"]))
+    factory.protocol = protocol_class
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.state = WebSocketProtocol.STATE_OPEN
+    protocol.websocket_extensions_in_use = []
+    return protocol, transport
+
+
+@pytest.mark.parametrize("text", ["", "é" * 10, "x" * 125, "y" * 126, "€" * 30_000, "z" * 70_000])
+def test_the_frame_is_what_autobahn_would_send(text):
+    ours, ours_wire = open_socket()
+    theirs, their_wire = open_socket()
+    ours_wire.clear()
+    their_wire.clear()
+
+    assert SharedFrame(text).write(ours)
+    theirs.sendMessage(text.encode("utf-8"), isBinary=False)
+
+    assert ours_wire.value() == their_wire.value()
+    assert len(ours_wire.value()) > len(text.encode("utf-8"))
+
+
+def test_one_frame_serves_many_sockets_and_is_encoded_once():
+    frame = SharedFrame('{"type": "step", "seq": 1}')
+    sockets = [open_socket() for _ in range(3)]
+    for protocol, transport in sockets:
+        transport.clear()
+        assert frame.write(protocol)
+    assert {transport.value() for _, transport in sockets} == {frame.wire}
+    assert frame.wire is frame.wire
+
+
+def test_a_closed_socket_gets_nothing_and_a_busy_one_is_left_to_the_asgi_way():
+    frame = SharedFrame("hello")
+    closed, closed_wire = open_socket()
+    closed.state = WebSocketProtocol.STATE_CLOSED
+    closed_wire.clear()
+    assert frame.write(closed)  # done: nothing to send to a closed socket
+    assert closed_wire.value() == b""
+
+    queued, queued_wire = open_socket()
+    queued.send_queue.append((b"earlier", False))
+    queued_wire.clear()
+    assert not frame.write(queued)  # autobahn must send what it queued first
+    assert queued_wire.value() == b""
+
+    compressed, compressed_wire = open_socket()
+    compressed.websocket_extensions_in_use = ["permessage-deflate"]
+    compressed_wire.clear()
+    assert not frame.write(compressed)
+    assert compressed_wire.value() == b""
+
+    assert not frame.write(None)  # not a Daphne socket
+
+
+def test_daphne_hands_the_application_a_send_that_leads_to_its_socket():
+    server = Server(application=None, endpoints=["tcp:port=0"])
+    protocol = WebSocketProtocol()
+    server.connections = {protocol: {}}
+    got = {}
+
+    async def application(scope, receive, send):
+        got["send"] = send
+
+    server.application = application
+
+    async def start():
+        server.create_application(protocol, {"type": "websocket"})
+        await asyncio.sleep(0)
+
+    asyncio.run(start())
+    assert daphne_socket(got["send"]) is protocol
+
+    async def other_send(message):
+        pass
+
+    assert daphne_socket(other_send) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_websocket_middleware_passes_daphnes_send_on_unwrapped():
+    got = {}
+
+    async def consumer(scope, receive, send):
+        got["send"] = send
+
+    async def receive():
+        return {"type": "websocket.connect"}
+
+    async def send(message):
+        pass
+
+    scope = {"type": "websocket", "path": "/ws/x/", "headers": [], "query_string": b""}
+    asyncio.run(websocket_auth_stack(consumer)(scope, receive, send))
+    assert got["send"] is send
+
+
+def test_a_frame_over_the_sockets_limits_is_left_to_autobahn():
+    frame = SharedFrame("x" * 2000)
+    limited, limited_wire = open_socket()
+    limited.maxMessagePayloadSize = 1000  # Daphne's --websocket_max_message_size
+    limited_wire.clear()
+    assert not frame.write(limited)
+    assert limited_wire.value() == b""
+
+    fragmenting, _ = open_socket()
+    fragmenting.autoFragmentSize = 1000
+    assert not frame.write(fragmenting)
+
+    roomy, roomy_wire = open_socket()
+    roomy.maxMessagePayloadSize = 2000
+    roomy_wire.clear()
+    assert frame.write(roomy)
+    assert roomy_wire.value() == frame.wire
