@@ -10,6 +10,12 @@ broadcast); ``SharedFrame.write`` puts those bytes on the transport of each Daph
 socket, which is what autobahn's send does for an uncompressed frame with nothing queued.
 Where the socket is not a plain Daphne one (a test communicator, another server, a
 compressed or queued socket), ``write`` says so and the caller sends the ASGI way.
+
+Twisted queues every write and sends it on the reactor's next turn: per frame, a writer
+added to the event loop, a wakeup through its logging context, the send, the writer
+removed (40 % of the server's CPU at 100 viewers). Where nothing is waiting to go out
+on a plain TCP connection, the frame is sent at once instead, as asyncio's own
+transports do; what the kernel does not take goes through Twisted's buffer as before.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from autobahn.websocket.protocol import PreparedMessage
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import tcp
 
 
 def daphne_socket(send: Any) -> WebSocketProtocol | None:
@@ -73,5 +80,25 @@ class SharedFrame:
             or 0 < socket.autoFragmentSize < self._size
         ):
             return False
-        socket.transport.write(wire)
+        _send(socket.transport, wire)
         return True
+
+
+def _send(transport: Any, data: bytes) -> None:
+    """Write ``data`` on ``transport``, at once if nothing is queued before it."""
+    if (
+        isinstance(transport, tcp.Connection)
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and getattr(transport, "_tempDataLen", 1) == 0
+        and getattr(transport, "offset", -1) == len(getattr(transport, "dataBuffer", b"?"))
+    ):
+        sent = transport.writeSomeData(data)  # bytes taken, or the connection's loss
+        if isinstance(sent, int) and sent > 0:
+            if sent == len(data):
+                return
+            data = data[sent:]
+    # Queued behind earlier data, or the rest of it; a lost connection is found (and
+    # closed) by Twisted when it tries to send this.
+    transport.write(data)

@@ -5,11 +5,13 @@ the server really runs."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet import tcp
 from twisted.internet.testing import StringTransport
 
 from tooltrail.ws_auth import websocket_auth_stack
@@ -134,3 +136,81 @@ def test_a_frame_over_the_sockets_limits_is_left_to_autobahn():
     roomy_wire.clear()
     assert frame.write(roomy)
     assert roomy_wire.value() == frame.wire
+
+
+class RecordingReactor:
+    """What Twisted's tcp.Server asks of its reactor, recorded (nothing runs)."""
+
+    def __init__(self) -> None:
+        self.writers: list = []
+
+    def addReader(self, reader) -> None:  # noqa: N802 - Twisted's interface
+        pass
+
+    def addWriter(self, writer) -> None:  # noqa: N802
+        if writer not in self.writers:
+            self.writers.append(writer)
+
+    def removeWriter(self, writer) -> None:  # noqa: N802
+        if writer in self.writers:
+            self.writers.remove(writer)
+
+    def removeReader(self, reader) -> None:  # noqa: N802
+        pass
+
+
+def tcp_socket(send_buffer: int | None = None):
+    """A Daphne socket on a real TCP connection (Twisted's tcp.Server over a socket
+    pair), and the peer's end to read what it sent."""
+    here, peer = socket.socketpair()
+    if send_buffer:
+        here.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    here.setblocking(False)
+    peer.settimeout(5)
+    protocol, _ = open_socket()
+    reactor = RecordingReactor()
+    transport = tcp.Server(here, protocol, ("127.0.0.1", 1), None, 1, reactor)
+    protocol.transport = transport
+    return protocol, transport, reactor, peer
+
+
+def read_exactly(peer, size: int) -> bytes:
+    got = b""
+    while len(got) < size:
+        got += peer.recv(size - len(got))
+    return got
+
+
+def test_an_idle_connection_gets_the_frame_at_once_without_waking_the_reactor():
+    protocol, transport, reactor, peer = tcp_socket()
+    frame = SharedFrame('{"type": "step", "seq": 7}')
+    assert frame.write(protocol)
+    assert read_exactly(peer, len(frame.wire)) == frame.wire
+    assert reactor.writers == []  # nothing left for a later turn
+    assert transport.dataBuffer == b"" and not transport._tempDataBuffer
+
+
+def test_a_frame_queues_behind_earlier_data_and_keeps_the_order():
+    protocol, transport, reactor, peer = tcp_socket()
+    transport.write(b"earlier bytes")  # queued by Twisted, not yet sent
+    frame = SharedFrame("after them")
+    assert frame.write(protocol)
+    assert reactor.writers == [transport]
+    peer.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        peer.recv(100)  # nothing jumped the queue
+    peer.setblocking(True)
+    transport.doWrite()  # the reactor's turn
+    assert read_exactly(peer, 13 + len(frame.wire)) == b"earlier bytes" + frame.wire
+
+
+def test_what_the_kernel_does_not_take_is_left_to_twisted():
+    protocol, transport, reactor, peer = tcp_socket(send_buffer=4096)
+    frame = SharedFrame("x" * 500_000)
+    assert frame.write(protocol)
+    assert reactor.writers == [transport]  # the rest waits in Twisted's buffer
+    received = b""
+    while len(received) < len(frame.wire):
+        transport.doWrite()
+        received += peer.recv(1 << 20)
+    assert received == frame.wire
