@@ -71,20 +71,28 @@ def child_reply(fd: int, *, value: Any = None, error: str | None = None) -> NoRe
             except (TypeError, ValueError):
                 payload = json.dumps({"ok": repr(value)})
         write_all(fd, payload.encode())
+        # The parent reads to the end of the pipe; closed here, the end comes now, not
+        # after the kernel has torn down this process's copy of the parent's memory.
+        os.close(fd)
         code = 0
     except BaseException:  # noqa: BLE001 - nothing can be reported any more
         code = 70
     os._exit(code)
 
 
-def _kill(pid: int, ctl_fd: int | None) -> None:
-    """Kill the child's process group and every pid it named on the control pipe (none
-    once the child has exited by itself: what it named ended before it did)."""
+def _named(ctl_fd: int) -> bytes:
+    """The pids the child has named on the control pipe so far."""
     extra = b""
     with contextlib.suppress(OSError):
-        while ctl_fd is not None and (chunk := os.read(ctl_fd, 4096)):
+        while chunk := os.read(ctl_fd, 4096):
             extra += chunk
-    for line in extra.split():
+    return extra
+
+
+def _kill(pid: int, named: bytes) -> None:
+    """Kill the child's process group and the pids it named (pass none once the child
+    has exited by itself: what it named ended before it did)."""
+    for line in named.split():
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(line), signal.SIGKILL)
     with contextlib.suppress(OSError):
@@ -106,6 +114,28 @@ def _describe_exit(status: int) -> str:
     return f"the tool process ended without an answer (exit status {os.WEXITSTATUS(status)})"
 
 
+# Children that answered and were killed, not yet reaped (their exit was still going on).
+_unreaped: set[int] = set()
+_unreaped_lock = threading.Lock()
+
+
+def _reap_later(pid: int) -> None:
+    with _unreaped_lock:
+        _unreaped.add(pid)
+
+
+def _reap_exited() -> None:
+    """Reap the killed children that have finished exiting."""
+    with _unreaped_lock:
+        for pid in list(_unreaped):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                done = pid
+            if done:
+                _unreaped.discard(pid)
+
+
 def run_killable(
     *,
     child: Child,
@@ -118,8 +148,10 @@ def run_killable(
     Raises ToolTimeout after ``timeout`` seconds, ToolCancelled soon after ``cancel`` is
     set, and ToolExecutionError when the child reports an error, sends more than
     ``max_output`` bytes or dies without an answer. In each case the child and its
-    process group are dead and reaped when this returns.
+    process group have been killed (or have exited) when this returns; a child that
+    answered is reaped by a later call (``_reap_exited``), not waited for.
     """
+    _reap_exited()
     out_r, out_w = os.pipe()
     ctl_r, ctl_w = os.pipe()
     parent = os.getpid()
@@ -147,7 +179,8 @@ def run_killable(
     chunks: list[bytes] = []
     size = 0
     failure: ToolExecutionError | None = None
-    reaped = False
+    reaped = left_to_reap = False
+    named = b""
     status = 0
     try:
         while True:
@@ -169,8 +202,17 @@ def run_killable(
                 failure = ToolExecutionError(f"the tool's answer is over {max_output} bytes")
                 break
             chunks.append(chunk)
-        if failure is None:
-            # The answer is in; give the child a moment to exit by itself.
+        named = _named(ctl_r) if failure is None else b""
+        if failure is None and chunks and not named:
+            # It has answered and is on its way out; its exit (the kernel tearing down
+            # its copy of this process's memory) takes as long again as the call.
+            # Nothing else of it is wanted: kill what is left of its group, reap it later.
+            _kill(pid, b"")
+            _reap_later(pid)
+            reaped = left_to_reap = True
+        elif failure is None:
+            # No answer (its exit status tells why), or it named processes that end
+            # before it does: wait for it to exit by itself.
             while time.monotonic() < deadline:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
@@ -179,10 +221,10 @@ def run_killable(
                 time.sleep(0.001)
     finally:
         if not reaped:
-            _kill(pid, ctl_r)
+            _kill(pid, named + _named(ctl_r))
             _, status = os.waitpid(pid, 0)
-        else:
-            _kill(pid, None)  # grandchildren left behind in its group
+        elif not left_to_reap:
+            _kill(pid, b"")  # grandchildren left behind in its group
         os.close(out_r)
         os.close(ctl_r)
     if failure is not None:
