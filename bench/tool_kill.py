@@ -15,7 +15,9 @@ that one that overruns its timeout can be killed. This prints:
 4. a ``code`` tool call in the sandbox (namespaces, mounts, fresh ``python -I -S``), and
    recovery after a sandboxed busy loop is killed (needs root).
 
-The last line is ``recovery_p95_ms=…``. No database is needed (unsaved Tool rows).
+The last line is ``recovery_p95_ms=…``. No database is needed (unsaved Tool rows). The
+process first loads what an agent worker loads, since a fork's cost grows with the
+process it copies.
 """
 
 from __future__ import annotations
@@ -29,10 +31,23 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tooltrail.settings")
+# The runaway below is this script's own function: allowed as a python tool target here.
+os.environ["TOOLTRAIL_PYTHON_TOOLS"] = "__main__:spin"
 
 import django  # noqa: E402
 
 django.setup()
+
+# A fork copies the process it is made from: load what an agent worker loads (the task
+# modules, and through Django's checks the URLconf and views) and freeze it, as the
+# worker does (agents.upkeep), so a call here costs what it costs there.
+import gc  # noqa: E402
+
+from tooltrail.celery import app  # noqa: E402
+
+app.loader.import_default_modules()
+gc.collect()
+gc.freeze()
 
 from toolsapp import builtin  # noqa: E402
 from toolsapp.executors import ToolCancelled, ToolTimeout  # noqa: E402
