@@ -11,9 +11,6 @@ import itertools
 from collections import Counter
 from collections.abc import Hashable, Sequence
 
-import krippendorff
-import numpy as np
-
 Unit = dict[str, Hashable]
 
 
@@ -44,6 +41,11 @@ def krippendorff_alpha(units: Sequence[Unit]) -> float | None:
     if len(values) < 2 or not pairable:
         return None
     code = {v: float(i) for i, v in enumerate(values)}
+    # Loaded here, not at import: every web and worker process imports this module
+    # (the annotation template tags do), and numpy is ~15 MB of each tool call's fork.
+    import krippendorff
+    import numpy as np
+
     matrix = np.full((len(raters), len(pairable)), np.nan)
     for j, unit in enumerate(pairable):
         for i, rater in enumerate(raters):
