@@ -21,12 +21,12 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from agents.evals.functions import eval_functions
-from agents.forksafe import database_work
 from agents.llm import ModelCancelled, ModelError, backend_for
 from agents.models import Agent, AgentVersion, ModelEndpoint
 from agents.strategies import STRATEGIES, RunCancelled
 from toolsapp.models import Tool
 from toolsapp.selectors import RunTools, run_tools, toolset_tools
+from tooltrail.forksafe import database_work
 from traces.models import Step, Trace
 from traces.services import TraceError, step_record, trace_finish, trace_heartbeat, trace_start
 
@@ -77,7 +77,7 @@ class RunWatch:
         try:
             while not self.stop.wait(min(CHECK_SECONDS, beat_every)):
                 try:
-                    # Not while the run forks a tool call (see agents.forksafe).
+                    # Not while the run forks a tool call (see tooltrail.forksafe).
                     with database_work():
                         if time.monotonic() >= next_beat:
                             trace_heartbeat(trace_id=self.trace_id)

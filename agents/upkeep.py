@@ -20,9 +20,8 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from tooltrail.forksafe import database_work
 from tooltrail.health import WORKER_KEY_PREFIX
-
-from .forksafe import database_work
 
 logger = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -49,7 +48,7 @@ def _upkeep_loop(hostname: str, queues: list[str]) -> None:
         except Exception:  # noqa: BLE001
             logger.exception("could not write the worker heartbeat")
         try:
-            # Not while the pool forks a child (see agents.forksafe).
+            # Not while the pool forks a child (see tooltrail.forksafe).
             with database_work():
                 close_old_connections()
                 reaped = traces_reap_stale()

@@ -23,6 +23,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from tooltrail.forksafe import database_work
+
 from .mcpclient import SESSIONS, McpError, ServerSpec
 from .models import McpServer, Tool
 from .validation import ToolArgumentsError, schema_check
@@ -180,7 +182,9 @@ def mcp_server_sync(*, server: McpServer) -> SyncPlan:
     server's ``last_error`` says why, and McpError/McpServerError is raised."""
     try:
         listed = _list(server)
-        with transaction.atomic():
+        # The list_changed hook runs this in a thread of a worker that forks (tool calls,
+        # pool children): the database part is held off from forks, the network part not.
+        with database_work(), transaction.atomic():
             if server.pk is not None:  # one sync of a server at a time
                 McpServer.objects.select_for_update().filter(pk=server.pk).first()
             existing = _existing(server)
@@ -211,10 +215,11 @@ def mcp_server_sync(*, server: McpServer) -> SyncPlan:
                 status=Tool.Status.INACTIVE, updated_at=timezone.now()
             )
     except (McpError, McpServerError) as exc:
-        if server.pk is not None and McpServer.objects.filter(pk=server.pk).exists():
-            McpServer.objects.filter(pk=server.pk).update(
-                last_error=str(exc), updated_at=timezone.now()
-            )
+        with database_work():
+            if server.pk is not None and McpServer.objects.filter(pk=server.pk).exists():
+                McpServer.objects.filter(pk=server.pk).update(
+                    last_error=str(exc), updated_at=timezone.now()
+                )
         raise
     return plan
 
@@ -222,13 +227,15 @@ def mcp_server_sync(*, server: McpServer) -> SyncPlan:
 def mcp_server_sync_by_name(name: str) -> None:
     """The list_changed hook: re-sync the named server from a helper thread."""
     try:
-        server = McpServer.objects.filter(name=name, enabled=True).first()
+        with database_work():
+            server = McpServer.objects.filter(name=name, enabled=True).first()
         if server is not None:
             mcp_server_sync(server=server)
     except (McpError, McpServerError) as exc:
         logger.warning("sync of MCP server %r after tools/list_changed failed: %s", name, exc)
     finally:
-        connection.close()  # this thread's own connection
+        with database_work():
+            connection.close()  # this thread's own connection
 
 
 def mcp_sync_all() -> dict[str, str]:

@@ -27,7 +27,8 @@ from django.db.models import DateTimeField, ExpressionWrapper, Value
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from ..forksafe import database_work
+from tooltrail.forksafe import database_work
+
 from .models import Job
 
 logger = logging.getLogger(__name__)

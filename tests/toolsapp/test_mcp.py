@@ -9,11 +9,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db.models.signals import post_save
 
 from tests.conftest import Stack
 from toolsapp.executors import ToolExecutionError, ToolTimeout
@@ -28,7 +30,7 @@ from toolsapp.mcpservers import (
 from toolsapp.models import McpServer, Tool
 from toolsapp.selectors import tool_get
 from toolsapp.services import tool_execute
-from tooltrail import launcher
+from tooltrail import forksafe, launcher
 
 pytestmark = pytest.mark.django_db
 
@@ -183,13 +185,28 @@ def test_the_session_is_reused_across_calls(changing):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_tools_list_changed_notification_triggers_a_sync(changing, catalogue):
-    catalogue(alpha="first", beta="second", delta="fourth")
-    call("reload", "changing", notify=True)
-    Stack.wait_until(
-        lambda: Tool.objects.filter(source="mcp:changing", name="delta").exists(),
-        timeout=20,
-        what="the sync after tools/list_changed",
-    )
+    # The sync runs in a helper thread of a process that forks (a worker): its writes
+    # must hold off forks (tooltrail.forksafe), or a child forked meanwhile can start
+    # with SQLite's mutexes held and hang.
+    writes = []
+
+    def saved(sender, instance, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            writes.append((instance.name, forksafe._lock._is_owned()))
+
+    post_save.connect(saved, sender=Tool)
+    try:
+        catalogue(alpha="first", beta="second", delta="fourth")
+        call("reload", "changing", notify=True)
+        Stack.wait_until(
+            lambda: Tool.objects.filter(source="mcp:changing", name="delta").exists(),
+            timeout=20,
+            what="the sync after tools/list_changed",
+        )
+    finally:
+        post_save.disconnect(saved, sender=Tool)
+    assert ("delta", True) in writes
+    assert all(held for _, held in writes)
 
 
 def test_a_hanging_server_times_out_and_the_next_call_gets_a_fresh_session(changing):

@@ -180,7 +180,7 @@ def test_two_stacks_started_at_once_each_run_their_own_runs_and_survive_crashes(
         # The pool child running a trace dies: the trace fails at once, with the reason,
         # and the next twenty runs all run. (About one crash in ten, the replacement child
         # used to hang for good in SQLite with the first of them: it was forked while the
-        # worker's upkeep thread was inside SQLite; see agents.forksafe.)
+        # worker's upkeep thread was inside SQLite; see tooltrail.forksafe.)
         os.kill(int(slow["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
         ended = a.ops("wait", slow["trace"])
         assert ended["status"] == "failed" and ended["error"].startswith("worker lost"), ended

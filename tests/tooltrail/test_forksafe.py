@@ -1,4 +1,4 @@
-"""A fork waits for another thread's database work to finish (agents.forksafe): a child
+"""A fork waits for another thread's database work to finish (tooltrail.forksafe): a child
 forked while that thread was inside SQLite would start with SQLite's mutexes held and
 hang the first time it used the database (how a Celery pool child replacing a killed
 one hung with a run, about one crash in ten)."""
@@ -9,7 +9,7 @@ import os
 import threading
 import time
 
-from agents.forksafe import database_work
+from tooltrail.forksafe import database_work
 
 
 def fork_and_reap() -> float:
