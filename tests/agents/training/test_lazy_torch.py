@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+from django.conf import settings
+
 SCRIPT = """
 import sys
 import django
@@ -31,7 +33,12 @@ def test_server_and_worker_start_without_torch_or_numpy():
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tooltrail.settings"},
+        # On a database server the settings want a SECRET_KEY: the test run's own.
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tooltrail.settings",
+            "SECRET_KEY": settings.SECRET_KEY,
+        },
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False", "True"]
