@@ -69,6 +69,8 @@ class SharedFrame:
         must go the ASGI way instead."""
         if socket is None:
             return False
+        if not self.text:  # Daphne sends nothing for an empty text either
+            return True
         if socket.state != WebSocketProtocol.STATE_OPEN:
             return socket.state != WebSocketProtocol.STATE_CONNECTING
         if socket.send_queue or socket.websocket_extensions_in_use:
