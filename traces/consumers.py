@@ -34,7 +34,7 @@ from tooltrail.ws_broadcast import daphne_socket
 
 from .broadcast import TRACE_LIST_GROUP, trace_group
 from .events import CALL_ENDED, CALL_STARTED, LABEL, STEP, TRACE
-from .fanout import Batch, Event, hub_for
+from .fanout import FRAME_BYTES, Batch, Event, hub_for
 from .models import Trace
 from .rendering import call_started_html, step_weight, steps_append_html
 from .selectors import calls_in_progress, steps_after, steps_for_tree, trace_get_for_user
@@ -43,7 +43,6 @@ from .serializers import step_payload, trace_payload
 logger = logging.getLogger(__name__)
 
 CATCH_UP_BATCH = 200  # steps read per query
-FRAME_BYTES = 256 * 1024  # a catch-up frame holds at most this much (or one bigger step)
 
 
 class _AuthenticatedConsumer(AsyncWebsocketConsumer):
@@ -198,9 +197,9 @@ class TraceConsumer(_AuthenticatedConsumer):
             and batch.simple
             and (batch.first is None or batch.first == self.cursor + 1)
         ):
-            frame = batch.frame(as_json=self.as_json)
-            if not frame.write(self.socket):
-                await self.send(text_data=frame.text)
+            for frame in batch.frames(as_json=self.as_json):
+                if not frame.write(self.socket):
+                    await self.send(text_data=frame.text)
             if batch.last is not None:
                 self.cursor = batch.last
             return

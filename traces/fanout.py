@@ -32,6 +32,10 @@ from .serializers import trace_payload
 
 logger = logging.getLogger(__name__)
 
+# A frame holds at most this much (or one bigger event): catch-ups are cut at it, and so
+# are live batches, which Daphne would refuse whole over its 1 MiB message limit.
+FRAME_BYTES = 256 * 1024
+
 
 class Event:
     """One checked event with its frames, each built at most once per process."""
@@ -165,16 +169,27 @@ class Batch:
         )
         self.first = seqs[0] if seqs else None
         self.last = seqs[-1] if seqs else None
-        self._frames: dict[bool, SharedFrame] = {}
+        self._frames: dict[bool, list[SharedFrame]] = {}
 
-    def frame(self, *, as_json: bool) -> SharedFrame:
-        """The batch as one frame, encoded once for every socket that takes it whole."""
+    def frames(self, *, as_json: bool) -> list[SharedFrame]:
+        """The batch as frames of at most FRAME_BYTES (one, unless it is big), each
+        encoded once for every socket that takes the batch whole. An event is never cut:
+        a step and the call it ends stay in one frame."""
         if as_json not in self._frames:
-            if as_json:
-                text = _json_frame([part for e in self.events for part in e.json_parts()])
-            else:
-                text = "".join(e.html() for e in self.events)
-            self._frames[as_json] = SharedFrame(text)
+            frames: list[SharedFrame] = []
+            chunk: list[str] = []
+            size = 0
+            for event in self.events:
+                parts = event.json_parts() if as_json else [event.html()]
+                weight = sum(len(part) for part in parts)
+                if chunk and size + weight > FRAME_BYTES:
+                    frames.append(SharedFrame(_json_frame(chunk) if as_json else "".join(chunk)))
+                    chunk, size = [], 0
+                chunk.extend(parts)
+                size += weight
+            if chunk:
+                frames.append(SharedFrame(_json_frame(chunk) if as_json else "".join(chunk)))
+            self._frames[as_json] = frames
         return self._frames[as_json]
 
 
