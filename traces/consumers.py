@@ -197,11 +197,11 @@ class TraceConsumer(_AuthenticatedConsumer):
             and batch.simple
             and (batch.first is None or batch.first == self.cursor + 1)
         ):
-            for frame in batch.frames(as_json=self.as_json):
+            for frame, last in batch.frames(as_json=self.as_json):
                 if not frame.write(self.socket):
                     await self.send(text_data=frame.text)
-            if batch.last is not None:
-                self.cursor = batch.last
+                if last is not None:  # a later frame that fails is filled from here
+                    self.cursor = last
             return
         await super().deliver(batch)
 

@@ -169,26 +169,34 @@ class Batch:
         )
         self.first = seqs[0] if seqs else None
         self.last = seqs[-1] if seqs else None
-        self._frames: dict[bool, list[SharedFrame]] = {}
+        self._frames: dict[bool, list[tuple[SharedFrame, int | None]]] = {}
 
-    def frames(self, *, as_json: bool) -> list[SharedFrame]:
+    def frames(self, *, as_json: bool) -> list[tuple[SharedFrame, int | None]]:
         """The batch as frames of at most FRAME_BYTES (one, unless it is big), each
-        encoded once for every socket that takes the batch whole. An event is never cut:
-        a step and the call it ends stay in one frame."""
+        encoded once for every socket that takes the batch whole, with the last step
+        number each carries (None: no step). An event is never cut: a step and the call
+        it ends stay in one frame."""
         if as_json not in self._frames:
-            frames: list[SharedFrame] = []
+            frames: list[tuple[SharedFrame, int | None]] = []
             chunk: list[str] = []
             size = 0
+            last: int | None = None
+
+            def flush() -> None:
+                text = _json_frame(chunk) if as_json else "".join(chunk)
+                frames.append((SharedFrame(text), last))
+
             for event in self.events:
                 parts = event.json_parts() if as_json else [event.html()]
                 weight = sum(len(part) for part in parts)
                 if chunk and size + weight > FRAME_BYTES:
-                    frames.append(SharedFrame(_json_frame(chunk) if as_json else "".join(chunk)))
-                    chunk, size = [], 0
+                    flush()
+                    chunk, size, last = [], 0, None
                 chunk.extend(parts)
                 size += weight
+                last = event.seq if event.seq is not None else last
             if chunk:
-                frames.append(SharedFrame(_json_frame(chunk) if as_json else "".join(chunk)))
+                flush()
             self._frames[as_json] = frames
         return self._frames[as_json]
 

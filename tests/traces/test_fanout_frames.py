@@ -25,11 +25,13 @@ def event(seq: int, *, size: int = 10, ended_call: str = "") -> Event:
 
 
 def seqs(frames) -> list[list[int]]:
+    """The step numbers in each frame, checked against the last one it says it carries."""
     out = []
-    for frame in frames:
+    for frame, last in frames:
         data = json.loads(frame.text)
         events = data["events"] if data["type"] == "events" else [data]
         out.append([e["seq"] for e in events if e["type"] == "step"])
+        assert last == (out[-1][-1] if out[-1] else None)
     return out
 
 
@@ -44,11 +46,11 @@ def test_a_big_batch_is_cut_between_events_into_bounded_frames():
     batch = Batch([event(n, size=big) for n in range(1, 9)])
     frames = batch.frames(as_json=True)
     assert len(frames) == 4  # two events a frame
-    assert all(len(f.text.encode()) <= FRAME_BYTES for f in frames)
+    assert all(len(f.text.encode()) <= FRAME_BYTES for f, _ in frames)
     assert sum(seqs(frames), []) == list(range(1, 9))
     assert batch.frames(as_json=True) is frames  # built once for every socket
     # A page's rows leave the outputs out: small, so one frame, the same rows.
-    html = "".join(f.text for f in batch.frames(as_json=False))
+    html = "".join(f.text for f, _ in batch.frames(as_json=False))
     assert html == "".join(e.html() for e in batch.events)
 
 
@@ -56,6 +58,6 @@ def test_an_event_bigger_than_a_frame_goes_whole_with_the_call_it_ends():
     huge = event(2, size=FRAME_BYTES + 1000, ended_call="call-2")
     frames = Batch([event(1), huge, event(3)]).frames(as_json=True)
     assert seqs(frames) == [[1], [2], [3]]
-    middle = json.loads(frames[1].text)
+    middle = json.loads(frames[1][0].text)
     assert [e["type"] for e in middle["events"]] == ["step", "call.ended"]
     assert middle["events"][1]["call"] == {"id": "call-2"}
