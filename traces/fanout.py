@@ -161,14 +161,13 @@ class Batch:
     def __init__(self, events: list[Event]) -> None:
         self.events = events
         seqs = [e.seq for e in events if e.seq is not None]
-        # Sendable as one frame to a socket whose cursor is ``first - 1``: step numbers
+        # Sendable as it is to a socket whose cursor is ``first - 1``: step numbers
         # run on without a gap, and nothing in it needs the database.
         # Trace and label events need more than the event (a check, a database read).
         self.simple = all(e.type not in (TRACE, LABEL) for e in events) and (
             not seqs or seqs == list(range(seqs[0], seqs[0] + len(seqs)))
         )
         self.first = seqs[0] if seqs else None
-        self.last = seqs[-1] if seqs else None
         self._frames: dict[bool, list[tuple[SharedFrame, int | None]]] = {}
 
     def frames(self, *, as_json: bool) -> list[tuple[SharedFrame, int | None]]:
