@@ -179,7 +179,7 @@ def run_killable(
     chunks: list[bytes] = []
     size = 0
     failure: ToolExecutionError | None = None
-    reaped = left_to_reap = False
+    reaped = answered = False
     named = b""
     status = 0
     try:
@@ -203,14 +203,11 @@ def run_killable(
                 break
             chunks.append(chunk)
         named = _named(ctl_r) if failure is None else b""
-        if failure is None and chunks and not named:
-            # It has answered and is on its way out; its exit (the kernel tearing down
-            # its copy of this process's memory) takes as long again as the call.
-            # Nothing else of it is wanted: kill what is left of its group, reap it later.
-            _kill(pid, b"")
-            _reap_later(pid)
-            reaped = left_to_reap = True
-        elif failure is None:
+        # It has answered and is on its way out; its exit (the kernel tearing down its
+        # copy of this process's memory) takes as long again as the call. Nothing else
+        # of it is wanted: it is killed below with its group and reaped later.
+        answered = failure is None and bool(chunks) and not named
+        if failure is None and not answered:
             # No answer (its exit status tells why), or it named processes that end
             # before it does: wait for it to exit by itself.
             while time.monotonic() < deadline:
@@ -220,11 +217,13 @@ def run_killable(
                     break
                 time.sleep(0.001)
     finally:
-        if not reaped:
+        if reaped or answered:
+            _kill(pid, b"")  # what is left of it and its group
+            if not reaped:
+                _reap_later(pid)
+        else:
             _kill(pid, named + _named(ctl_r))
             _, status = os.waitpid(pid, 0)
-        elif not left_to_reap:
-            _kill(pid, b"")  # grandchildren left behind in its group
         os.close(out_r)
         os.close(ctl_r)
     if failure is not None:
