@@ -215,8 +215,8 @@ def mcp_server_sync(*, server: McpServer) -> SyncPlan:
                 status=Tool.Status.INACTIVE, updated_at=timezone.now()
             )
     except (McpError, McpServerError) as exc:
-        with database_work():
-            if server.pk is not None and McpServer.objects.filter(pk=server.pk).exists():
+        if server.pk is not None:  # a server deleted meanwhile updates nothing
+            with database_work():
                 McpServer.objects.filter(pk=server.pk).update(
                     last_error=str(exc), updated_at=timezone.now()
                 )
